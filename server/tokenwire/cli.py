@@ -1,0 +1,97 @@
+"""The `tokenwire` command: `serve`, `demo-models`, and client subcommands (see cli_client.py).
+
+Heavy imports (torch, transformers) happen inside the subcommands that need them, so
+`tokenwire --help` and the client commands start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+from .cli_client import add_client_commands
+from .config import ServerSpec, parse_memory
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .errors import ConfigError
+
+    try:
+        if args.config:
+            config = load_config(Path(args.config))
+        else:
+            from .demo_config import demo_config
+            config = demo_config(Path(args.demo_dir) if args.demo_dir else None)
+    except ConfigError as exc:
+        print(f"tokenwire: {exc}", file=sys.stderr)
+        return 2
+    overrides = {k: v for k, v in {
+        "host": args.host, "port": args.port, "grace_period_s": args.grace_period,
+        "max_receive_message_bytes": args.max_receive_message_bytes,
+    }.items() if v is not None}
+    config = dataclasses.replace(config, server=dataclasses.replace(config.server, **overrides))
+
+    from .app import serve
+    asyncio.run(serve(config))
+    return 0
+
+
+def _demo_models(args: argparse.Namespace) -> int:
+    from .models.demo import DEMO_MODEL_NAMES, build_demo_models
+
+    names = args.names or list(DEMO_MODEL_NAMES)
+    unknown = sorted(set(names) - set(DEMO_MODEL_NAMES))
+    if unknown:
+        print(f"tokenwire: unknown demo models {unknown}; choose from {list(DEMO_MODEL_NAMES)}",
+              file=sys.stderr)
+        return 2
+    for name, path in build_demo_models(Path(args.out), names).items():
+        print(f"{name}\t{path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tokenwire", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"tokenwire {__version__}")
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the gRPC server")
+    source = serve.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", metavar="FILE", help="model registry file (TOML)")
+    source.add_argument("--demo", action="store_true", help="serve the built-in demo models")
+    serve.add_argument("--demo-dir", metavar="DIR",
+                       help="where demo models are built (default ~/.cache/tokenwire/demo-models)")
+    defaults = ServerSpec()
+    serve.add_argument("--host", help=f"address to bind (default {defaults.host})")
+    serve.add_argument("--port", type=int, help=f"port, 0 = any free one (default {defaults.port})")
+    serve.add_argument("--grace-period", type=float, metavar="SECONDS",
+                       help=f"time in-flight calls get on shutdown (default {defaults.grace_period_s})")
+    serve.add_argument("--max-receive-message-bytes", type=parse_memory, metavar="SIZE",
+                       help="largest request accepted, e.g. 64MiB (default 64MiB)")
+    serve.set_defaults(func=_serve)
+
+    demo = sub.add_parser("demo-models", help="build the tiny demo models into a directory")
+    demo.add_argument("--out", required=True, metavar="DIR")
+    demo.add_argument("names", nargs="*", help="which demo models (default: all)")
+    demo.set_defaults(func=_demo_models)
+
+    add_client_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,290 @@
+"""Client subcommands of `tokenwire`: one per RPC, `--target` and `--json` on each.
+
+Plain output is for people (the text, or a short table); `--json` prints the response message
+in proto3 JSON (lowerCamelCase), one object per line for streams.
+"""
+
+from __future__ import annotations
+
+import argparse
+import mimetypes
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+
+
+def _print_json(message: Any) -> None:
+    from google.protobuf import json_format
+    print(json_format.MessageToJson(message, indent=None, ensure_ascii=False))
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from .client import Client
+    return Client(args.target)
+
+
+def _run(call: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Turn RPC errors into one readable line (plus field violations) and exit status 1."""
+    def wrapped(args: argparse.Namespace) -> int:
+        import grpc
+
+        from .client import field_violations
+        try:
+            return call(args)
+        except grpc.RpcError as err:
+            print(f"error: {err.code().name}: {err.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+            for field, description in field_violations(err):
+                print(f"  field {field}: {description}", file=sys.stderr)
+            return 1
+    return wrapped
+
+
+def _image(path: str) -> Any:
+    from .v1 import common_pb2
+    mime = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    return common_pb2.Image(data=Path(path).read_bytes(), mime_type=mime)
+
+
+# --- Models -----------------------------------------------------------------------------------
+
+def _models(args: argparse.Namespace) -> int:
+    from .v1 import models_pb2
+    with _client(args) as c:
+        if args.model:
+            info = c.models.GetModelInfo(models_pb2.GetModelInfoRequest(model=args.model), timeout=args.timeout)
+            infos: Iterable[Any] = [info]
+        else:
+            infos = c.models.ListModels(models_pb2.ListModelsRequest(), timeout=args.timeout).models
+        for info in infos:
+            if args.json:
+                _print_json(info)
+            else:
+                tasks = ",".join(models_pb2.Task.Name(t).removeprefix("TASK_").lower() for t in info.tasks)
+                state = models_pb2.ModelState.Name(info.state).removeprefix("MODEL_STATE_").lower()
+                print(f"{info.name:16} {state:8} {tasks:32} {info.architecture} ({info.dtype or '?'}) {info.source}")
+    return 0
+
+
+def _tokenize(args: argparse.Namespace) -> int:
+    from .v1 import models_pb2
+    with _client(args) as c:
+        reply = c.models.Tokenize(models_pb2.TokenizeRequest(
+            model=args.model, text=args.text, add_special_tokens=not args.no_special_tokens),
+            timeout=args.timeout)
+    if args.json:
+        _print_json(reply)
+    else:
+        for i, tok, off in zip(reply.ids, reply.tokens, reply.offsets):
+            print(f"{i}\t{tok!r}\t[{off.start}, {off.end})")
+    return 0
+
+
+def _detokenize(args: argparse.Namespace) -> int:
+    from .v1 import models_pb2
+    with _client(args) as c:
+        reply = c.models.Detokenize(models_pb2.DetokenizeRequest(
+            model=args.model, ids=args.ids, skip_special_tokens=args.skip_special_tokens),
+            timeout=args.timeout)
+    _print_json(reply) if args.json else print(reply.text)
+    return 0
+
+
+# --- Generation ---------------------------------------------------------------------------------
+
+def _generation_fields(args: argparse.Namespace) -> dict[str, Any]:
+    from .v1 import common_pb2
+    sampling = common_pb2.SamplingParams()
+    for name in ("temperature", "top_k", "top_p", "min_p", "typical_p", "repetition_penalty", "seed"):
+        if getattr(args, name) is not None:
+            setattr(sampling, name, getattr(args, name))
+    stopping = common_pb2.StoppingParams(stop=args.stop or [])
+    if args.max_new_tokens is not None:
+        stopping.max_new_tokens = args.max_new_tokens
+    beam = common_pb2.BeamParams()
+    method = common_pb2.DECODING_METHOD_GREEDY
+    if args.num_beams and args.num_beams > 1:
+        method, beam.num_beams = common_pb2.DECODING_METHOD_BEAM_SEARCH, args.num_beams
+    elif args.sample or any(getattr(args, n) is not None for n in ("temperature", "top_k", "top_p", "seed")):
+        method = common_pb2.DECODING_METHOD_SAMPLE
+    return {"method": method, "sampling": sampling, "stopping": stopping, "beam": beam,
+            "num_return_sequences": args.n}
+
+
+def _print_generation(args: argparse.Namespace, call: Callable[..., Any], stream_call: Callable[..., Any], request: Any) -> int:
+    if args.stream:
+        for chunk in stream_call(request, timeout=args.timeout):
+            if args.json:
+                _print_json(chunk)
+            else:
+                print(chunk.text, end="", flush=True)
+        if not args.json:
+            print()
+        return 0
+    reply = call(request, timeout=args.timeout)
+    if args.json:
+        _print_json(reply)
+    else:
+        for seq in reply.sequences:
+            print(seq.text)
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from .v1 import generation_pb2
+    request = generation_pb2.GenerateRequest(model=args.model, prompt=args.prompt, **_generation_fields(args))
+    with _client(args) as c:
+        return _print_generation(args, c.generation.Generate, c.generation.GenerateStream, request)
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from .v1 import multimodal_pb2
+    parts = [multimodal_pb2.ContentPart(image=_image(p)) for p in args.image or []]
+    parts.append(multimodal_pb2.ContentPart(text=args.text))
+    request = multimodal_pb2.MultimodalChatRequest(
+        model=args.model, messages=[multimodal_pb2.ChatMessage(role="user", parts=parts)],
+        **_generation_fields(args))
+    with _client(args) as c:
+        return _print_generation(args, c.multimodal.MultimodalChat, c.multimodal.MultimodalChatStream, request)
+
+
+# --- Understanding and multimodal -------------------------------------------------------------
+
+def _fill_mask(args: argparse.Namespace) -> int:
+    from .v1 import understanding_pb2
+    with _client(args) as c:
+        reply = c.understanding.FillMask(understanding_pb2.FillMaskRequest(
+            model=args.model, text=args.text, top_k=args.top_k, targets=args.target_word or []),
+            timeout=args.timeout)
+    if args.json:
+        _print_json(reply)
+    else:
+        for i, mask in enumerate(reply.masks):
+            for cand in mask.candidates:
+                print(f"mask {i}\t{cand.score:.4f}\t{cand.token}\t{cand.sequence}")
+    return 0
+
+
+def _next_sentence(args: argparse.Namespace) -> int:
+    from .v1 import understanding_pb2
+    with _client(args) as c:
+        reply = c.understanding.NextSentence(understanding_pb2.NextSentenceRequest(
+            model=args.model, sentence_a=args.sentence_a, sentence_b=args.sentence_b), timeout=args.timeout)
+    _print_json(reply) if args.json else print(f"is_next={reply.is_next} p={reply.is_next_probability:.4f}")
+    return 0
+
+
+def _answer(args: argparse.Namespace) -> int:
+    from .v1 import understanding_pb2
+    with _client(args) as c:
+        reply = c.understanding.AnswerQuestion(understanding_pb2.AnswerQuestionRequest(
+            model=args.model, question=args.question, context=args.context, top_k=args.top_k),
+            timeout=args.timeout)
+    if args.json:
+        _print_json(reply)
+    else:
+        for a in reply.answers:
+            print(f"{a.score:.4f}\t[{a.start}, {a.end})\t{a.text}")
+    return 0
+
+
+def _classify_image(args: argparse.Namespace) -> int:
+    from .v1 import multimodal_pb2
+    with _client(args) as c:
+        reply = c.multimodal.ClassifyImage(multimodal_pb2.ClassifyImageRequest(
+            model=args.model, image=_image(args.image), labels=args.labels,
+            hypothesis_template=args.hypothesis_template or ""), timeout=args.timeout)
+    if args.json:
+        _print_json(reply)
+    else:
+        for s in reply.scores:
+            print(f"{s.score:.4f}\t{s.label}")
+    return 0
+
+
+def _embed(args: argparse.Namespace) -> int:
+    from .v1 import multimodal_pb2
+    with _client(args) as c:
+        reply = c.multimodal.Embed(multimodal_pb2.EmbedRequest(
+            model=args.model, texts=args.text or [], images=[_image(p) for p in args.image or []],
+            normalize=args.normalize), timeout=args.timeout)
+    if args.json:
+        _print_json(reply)
+    else:
+        for e in reply.embeddings:
+            print(" ".join(f"{v:.5f}" for v in e.values))
+    return 0
+
+
+def _generation_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stream", action="store_true", help="print tokens as they arrive")
+    p.add_argument("--max-new-tokens", type=int)
+    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--top-p", type=float)
+    p.add_argument("--min-p", type=float)
+    p.add_argument("--typical-p", type=float)
+    p.add_argument("--repetition-penalty", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--num-beams", type=int, help="beam search with this many beams")
+    p.add_argument("-n", type=int, default=1, help="sequences to return")
+    p.add_argument("--stop", action="append", help="stop string (repeatable)")
+
+
+def add_client_commands(sub: Any) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--target", default=DEFAULT_TARGET, help=f"server address (default {DEFAULT_TARGET})")
+    common.add_argument("--json", action="store_true", help="print the response as proto3 JSON")
+    common.add_argument("--timeout", type=float, default=60.0, help="deadline in seconds (default 60)")
+
+    def command(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help)
+        p.set_defaults(func=_run(func))
+        return p
+
+    p = command("models", _models, "list models, or show one")
+    p.add_argument("model", nargs="?")
+    p = command("tokenize", _tokenize, "tokenize text with a model's tokenizer")
+    p.add_argument("--model", required=True)
+    p.add_argument("--no-special-tokens", action="store_true")
+    p.add_argument("text")
+    p = command("detokenize", _detokenize, "turn token ids back into text")
+    p.add_argument("--model", required=True)
+    p.add_argument("--skip-special-tokens", action="store_true")
+    p.add_argument("ids", nargs="+", type=int)
+    p = command("generate", _generate, "generate text from a prompt")
+    p.add_argument("--model", required=True)
+    _generation_options(p)
+    p.add_argument("prompt")
+    p = command("chat", _chat, "chat with a multimodal model about images")
+    p.add_argument("--model", required=True)
+    p.add_argument("--image", action="append", help="image file (repeatable)")
+    _generation_options(p)
+    p.add_argument("text")
+    p = command("fill-mask", _fill_mask, "predict the [MASK] tokens of a text")
+    p.add_argument("--model", required=True)
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--target-word", action="append", help="restrict candidates (repeatable)")
+    p.add_argument("text")
+    p = command("next-sentence", _next_sentence, "does sentence B follow sentence A?")
+    p.add_argument("--model", required=True)
+    p.add_argument("sentence_a")
+    p.add_argument("sentence_b")
+    p = command("answer", _answer, "extract an answer to a question from a context")
+    p.add_argument("--model", required=True)
+    p.add_argument("--question", required=True)
+    p.add_argument("--context", required=True)
+    p.add_argument("--top-k", type=int, default=1)
+    p = command("classify-image", _classify_image, "zero-shot image classification")
+    p.add_argument("--model", required=True)
+    p.add_argument("--image", required=True)
+    p.add_argument("--hypothesis-template")
+    p.add_argument("labels", nargs="+")
+    p = command("embed", _embed, "embed texts and images")
+    p.add_argument("--model", required=True)
+    p.add_argument("--text", action="append")
+    p.add_argument("--image", action="append")
+    p.add_argument("--normalize", action="store_true")

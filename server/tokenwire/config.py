@@ -1,0 +1,303 @@
+"""The model registry file (TOML) → validated, immutable dataclasses.
+
+    [server]                     # optional; command-line flags override it
+    host = "127.0.0.1"
+    port = 50051
+
+    [[models]]
+    name = "tiny-llama"          # required, unique; what clients put in `model`
+    path = "models/tiny-llama"   # required: local directory (relative to this file) or hub id
+    tasks = ["generate"]         # optional: inferred from config.json "architectures"
+    dtype = "auto"               # auto | float32 | float16 | bfloat16
+    quantization = "none"        # none | int8 | nf4 | fp4 (bitsandbytes)
+    device_map = "auto"          # optional: auto | balanced | balanced_low_0 | sequential |
+                                 #   cpu | cuda | cuda:N | { module = device, ... }
+    max_memory = { "0" = "20GiB", cpu = "64GiB" }
+    max_input_tokens = 2048      # limits; defaults derive from the model
+    max_new_tokens = 512
+    max_batch_size = 32
+
+Every problem is reported at once, each naming the model and the key, so a typo costs one
+restart, not five. Unknown keys are errors (with a "did you mean" hint), never ignored.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .tasks import Task
+
+QUANTIZATIONS = ("none", "int8", "nf4", "fp4")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
+_DEVICE_RE = re.compile(r"^(cpu|disk|cuda|cuda:\d+|\d+|mps)$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.I)
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One `[[models]]` table, validated. Field docs are the README's config reference."""
+
+    name: str
+    path: str
+    """Resolved local directory, or a hub id when `is_local` is false."""
+    is_local: bool = True
+    tasks: tuple[Task, ...] = ()
+    """Empty means: infer from the checkpoint's architecture at load time."""
+    dtype: str = "auto"
+    quantization: str = "none"
+    bnb_4bit_compute_dtype: str = "auto"
+    bnb_4bit_use_double_quant: bool = False
+    llm_int8_threshold: float = 6.0
+    llm_int8_skip_modules: tuple[str, ...] | None = None
+    device_map: str | Mapping[str, str] | None = None
+    """None: the whole model on one device (the first GPU, else the CPU)."""
+    max_memory: Mapping[str, int] | None = None
+    """Bytes per device ("0", "1", …, "cpu", "disk")."""
+    max_input_tokens: int | None = None
+    max_new_tokens: int = 256
+    max_batch_size: int = 32
+    max_queue: int = 256
+    trust_remote_code: bool = False
+    revision: str | None = None
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    grace_period_s: float = 10.0
+    max_receive_message_bytes: int = 64 * 2**20
+    max_send_message_bytes: int = 64 * 2**20
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerSpec = field(default_factory=ServerSpec)
+    models: tuple[ModelSpec, ...] = ()
+
+
+def parse_memory(value: object) -> int:
+    """'20GiB' / '500MB' / 1234 → bytes."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str) and (m := _MEMORY_RE.match(value)):
+        return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    raise ValueError(f"must be a positive byte count or a size like '20GiB', got {value!r}")
+
+
+class _Problems:
+    """Collects problems under a location prefix, so every message names model and key."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, where: str, message: str) -> None:
+        self.items.append(f"{where}: {message}")
+
+
+def _check_keys(table: Mapping[str, Any], allowed: list[str], where: str, problems: _Problems) -> None:
+    for key in table:
+        if key not in allowed:
+            hint = difflib.get_close_matches(key, allowed, n=1)
+            suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+            problems.add(where, f"unknown key {key!r}{suggestion}; allowed keys: {', '.join(allowed)}")
+
+
+def _typed(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
+    if isinstance(value, bool) and kind in (int, float, (int, float)):
+        raise ValueError(f"must be {what}, got {value!r}")
+    if not isinstance(value, kind):
+        raise ValueError(f"must be {what}, got {value!r}")
+    return value
+
+
+def _positive_int(value: Any) -> int:
+    _typed(value, int, "a positive integer")
+    if value <= 0:
+        raise ValueError(f"must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}, got {value!r}")
+        return str(value)
+    return check
+
+
+def _tasks(value: Any) -> tuple[Task, ...]:
+    _typed(value, list, "a list of task names")
+    valid = [t.value for t in Task]
+    out = []
+    for item in value:
+        if item not in valid:
+            raise ValueError(f"unknown task {item!r}; tasks are {', '.join(valid)}")
+        out.append(Task(item))
+    if not out:
+        raise ValueError("must not be empty (omit the key to infer tasks from the model)")
+    return tuple(dict.fromkeys(out))
+
+
+def _device_map(value: Any) -> str | dict[str, str]:
+    if isinstance(value, str):
+        if value in DEVICE_MAP_STRATEGIES or _DEVICE_RE.match(value):
+            return value
+        raise ValueError(f"must be one of {', '.join(DEVICE_MAP_STRATEGIES)}, a device "
+                         f"(cpu, cuda, cuda:N) or a table of module = device, got {value!r}")
+    _typed(value, dict, "a string or a table of module = device")
+    out = {}
+    for module, device in value.items():
+        device = str(device)
+        if not _DEVICE_RE.match(device):
+            raise ValueError(f"device for module {module!r} must be cpu, disk, cuda:N or a GPU "
+                             f"index, got {device!r}")
+        out[str(module)] = device
+    return out
+
+
+def _max_memory(value: Any) -> dict[str, int]:
+    _typed(value, dict, "a table of device = size")
+    out = {}
+    for device, size in value.items():
+        if not _DEVICE_RE.match(str(device)):
+            raise ValueError(f"device {device!r} must be cpu, disk or a GPU index")
+        try:
+            out[str(device)] = parse_memory(size)
+        except ValueError as exc:
+            raise ValueError(f"size for {device!r} {exc}") from None
+    return out
+
+
+# key → converter; the converter raises ValueError with a message that completes "<key> ...".
+_MODEL_KEYS: dict[str, Callable[[Any], Any]] = {
+    "name": lambda v: _typed(v, str, "a string"),
+    "path": lambda v: _typed(v, str, "a string"),
+    "tasks": _tasks,
+    "dtype": _choice(DTYPES),
+    "quantization": _choice(QUANTIZATIONS),
+    "bnb_4bit_compute_dtype": _choice(DTYPES),
+    "bnb_4bit_use_double_quant": lambda v: _typed(v, bool, "true or false"),
+    "llm_int8_threshold": lambda v: float(_typed(v, (int, float), "a number")),
+    "llm_int8_skip_modules": lambda v: tuple(_typed(v, list, "a list of module names")),
+    "device_map": _device_map,
+    "max_memory": _max_memory,
+    "max_input_tokens": _positive_int,
+    "max_new_tokens": _positive_int,
+    "max_batch_size": _positive_int,
+    "max_queue": _positive_int,
+    "trust_remote_code": lambda v: _typed(v, bool, "true or false"),
+    "revision": lambda v: _typed(v, str, "a string"),
+}
+_SERVER_KEYS: dict[str, Callable[[Any], Any]] = {
+    "host": lambda v: _typed(v, str, "a string"),
+    "port": lambda v: int(_typed(v, int, "a port number")) if 0 <= v <= 65535 else _bad_port(v),
+    "grace_period_s": lambda v: float(_typed(v, (int, float), "a number of seconds")),
+    "max_receive_message_bytes": parse_memory,
+    "max_send_message_bytes": parse_memory,
+}
+
+
+def _bad_port(value: Any) -> int:
+    raise ValueError(f"must be in [0, 65535], got {value!r}")
+
+
+def _resolve_path(raw: str, base_dir: Path) -> tuple[str, bool]:
+    """A local directory (absolute or relative to the config file), else a hub id."""
+    candidate = Path(raw).expanduser()
+    if not candidate.is_absolute():
+        candidate = base_dir / candidate
+    if candidate.is_dir():
+        return str(candidate.resolve()), True
+    looks_local = raw.startswith(("/", ".", "~")) or Path(raw).expanduser().is_absolute()
+    if not looks_local and _HUB_ID_RE.match(raw):
+        return raw, False
+    raise ValueError(f"must be an existing directory or a hub id like 'org/name', "
+                     f"got {raw!r} ({candidate} does not exist)")
+
+
+def _parse_model(index: int, table: Any, base_dir: Path, problems: _Problems) -> ModelSpec | None:
+    where = f"models[{index}]"
+    if not isinstance(table, dict):
+        problems.add(where, "must be a table ([[models]])")
+        return None
+    if isinstance(table.get("name"), str):
+        where = f"model {table['name']!r} (models[{index}])"
+    _check_keys(table, list(_MODEL_KEYS), where, problems)
+    values: dict[str, Any] = {}
+    for key, convert in _MODEL_KEYS.items():
+        if key in table:
+            try:
+                values[key] = convert(table[key])
+            except (ValueError, TypeError) as exc:
+                problems.add(f"{where}, key {key!r}", str(exc))
+    for required in ("name", "path"):
+        if required not in table:
+            problems.add(where, f"missing required key {required!r}")
+    if "name" in values and not _NAME_RE.match(values["name"]):
+        problems.add(f"{where}, key 'name'", "must be 1-128 letters, digits, '.', '_' or '-', "
+                     f"starting with a letter or digit, got {values['name']!r}")
+    if "path" in values:
+        try:
+            values["path"], values["is_local"] = _resolve_path(values["path"], base_dir)
+        except ValueError as exc:
+            problems.add(f"{where}, key 'path'", str(exc))
+    if "name" not in values or "path" not in values or "is_local" not in values:
+        return None
+    known = {f.name for f in fields(ModelSpec)}
+    return ModelSpec(**{k: v for k, v in values.items() if k in known})
+
+
+def parse_config(data: Mapping[str, Any], base_dir: Path) -> Config:
+    """Validate a parsed TOML document; raise ConfigError listing every problem."""
+    problems = _Problems()
+    _check_keys(data, ["server", "models"], "top level", problems)
+    server_values: dict[str, Any] = {}
+    server_table = data.get("server", {})
+    if not isinstance(server_table, dict):
+        problems.add("[server]", "must be a table")
+        server_table = {}
+    _check_keys(server_table, list(_SERVER_KEYS), "[server]", problems)
+    for key, convert in _SERVER_KEYS.items():
+        if key in server_table:
+            try:
+                server_values[key] = convert(server_table[key])
+            except (ValueError, TypeError) as exc:
+                problems.add(f"[server], key {key!r}", str(exc))
+    models_raw = data.get("models", [])
+    if not isinstance(models_raw, list) or not models_raw:
+        problems.add("top level", "needs at least one [[models]] table")
+        models_raw = [] if not isinstance(models_raw, list) else models_raw
+    models = [m for i, t in enumerate(models_raw) if (m := _parse_model(i, t, base_dir, problems))]
+    seen: set[str] = set()
+    for spec in models:
+        if spec.name in seen:
+            problems.add(f"model {spec.name!r}", "key 'name' is used by more than one model")
+        seen.add(spec.name)
+    if problems.items:
+        raise ConfigError(problems.items)
+    return Config(server=ServerSpec(**server_values), models=tuple(models))
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a registry file."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    return parse_config(data, path.resolve().parent)

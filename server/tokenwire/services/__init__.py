@@ -1,0 +1,1 @@
+"""One thin servicer per proto service: protobuf in → domain call → protobuf out."""

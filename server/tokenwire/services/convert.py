@@ -1,0 +1,60 @@
+"""Domain ↔ protobuf conversions shared by the servicers (tables, not branches)."""
+
+from __future__ import annotations
+
+from ..models.registry import ModelEntry, ModelState
+from ..tasks import Task
+from ..v1 import models_pb2
+
+TASK_TO_PB: dict[Task, int] = {
+    Task.GENERATE: models_pb2.TASK_GENERATE,
+    Task.FILL_MASK: models_pb2.TASK_FILL_MASK,
+    Task.NEXT_SENTENCE: models_pb2.TASK_NEXT_SENTENCE,
+    Task.ANSWER_QUESTION: models_pb2.TASK_ANSWER_QUESTION,
+    Task.MULTIMODAL_CHAT: models_pb2.TASK_MULTIMODAL_CHAT,
+    Task.CLASSIFY_IMAGE: models_pb2.TASK_CLASSIFY_IMAGE,
+    Task.EMBED: models_pb2.TASK_EMBED,
+}
+PB_TO_TASK: dict[int, Task] = {v: k for k, v in TASK_TO_PB.items()}
+STATE_TO_PB: dict[ModelState, int] = {
+    ModelState.LOADING: models_pb2.MODEL_STATE_LOADING,
+    ModelState.READY: models_pb2.MODEL_STATE_READY,
+    ModelState.FAILED: models_pb2.MODEL_STATE_FAILED,
+}
+# ModelInfo's optional single-id fields, by the loader's special-token name.
+_SPECIAL_ID_FIELDS = {"bos": "bos_token_id", "pad": "pad_token_id", "unk": "unk_token_id",
+                      "mask": "mask_token_id", "sep": "sep_token_id", "cls": "cls_token_id"}
+
+
+def model_info(entry: ModelEntry) -> models_pb2.ModelInfo:
+    """Everything GetModelInfo reports; load-time facts only once the model is READY."""
+    spec = entry.spec
+    info = models_pb2.ModelInfo(
+        name=spec.name,
+        tasks=[TASK_TO_PB[t] for t in entry.tasks],
+        architecture=entry.architecture,
+        source=spec.path,
+        quantization=spec.quantization,
+        state=STATE_TO_PB[entry.state],
+        error=entry.error,
+        max_new_tokens=spec.max_new_tokens,
+        max_batch_size=spec.max_batch_size,
+    )
+    loaded = entry.loaded
+    if loaded is None:
+        return info
+    info.dtype = loaded.dtype
+    info.device_map.update(loaded.device_map)
+    info.max_input_tokens = loaded.max_input_tokens
+    info.max_total_tokens = loaded.max_total_tokens
+    info.vocab_size = loaded.vocab_size
+    info.memory_footprint_bytes = loaded.memory_bytes
+    info.embedding_dimensions = int(getattr(loaded.config, "projection_dim", 0) or 0) \
+        if {Task.EMBED, Task.CLASSIFY_IMAGE} & set(loaded.tasks) else 0
+    ids = loaded.special_token_ids
+    for name, field in _SPECIAL_ID_FIELDS.items():
+        if name in ids:
+            setattr(info, field, ids[name][0])
+    info.eos_token_ids.extend(ids.get("eos", []))
+    info.special_tokens.update(loaded.special_tokens)
+    return info

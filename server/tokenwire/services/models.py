@@ -1,0 +1,64 @@
+"""The Models service: what is loaded, and the tokenizer of each model."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from ..errors import InvalidArgument
+from ..models.registry import ModelRegistry
+from ..v1 import models_pb2, models_pb2_grpc
+from .convert import PB_TO_TASK, model_info
+
+# Text longer than this is refused before the tokenizer sees it (bytes of UTF-8).
+MAX_TOKENIZE_BYTES = 4 * 2**20
+
+
+class ModelsServicer(models_pb2_grpc.ModelsServicer):
+    def __init__(self, registry: ModelRegistry) -> None:
+        self._registry = registry
+
+    async def ListModels(self, request: models_pb2.ListModelsRequest,
+                         context: grpc.aio.ServicerContext) -> models_pb2.ListModelsResponse:
+        task = PB_TO_TASK.get(request.task)
+        if request.task and task is None:
+            raise InvalidArgument("task", f"must be a known Task value, got {request.task}")
+        entries = sorted((e for e in self._registry.entries.values() if task is None or task in e.tasks),
+                         key=lambda e: e.spec.name)
+        return models_pb2.ListModelsResponse(models=[model_info(e) for e in entries])
+
+    async def GetModelInfo(self, request: models_pb2.GetModelInfoRequest,
+                           context: grpc.aio.ServicerContext) -> models_pb2.ModelInfo:
+        return model_info(self._registry.entry(request.model))
+
+    async def Tokenize(self, request: models_pb2.TokenizeRequest,
+                       context: grpc.aio.ServicerContext) -> models_pb2.TokenizeResponse:
+        model = self._registry.resolve(request.model)
+        if not request.text:
+            raise InvalidArgument("text", "must not be empty")
+        if len(request.text.encode()) > MAX_TOKENIZE_BYTES:
+            raise InvalidArgument("text", f"must be at most {MAX_TOKENIZE_BYTES} bytes")
+        add_special = request.add_special_tokens if request.HasField("add_special_tokens") else True
+        tok = model.tokenizer
+        # Tokenizing a long text takes milliseconds: keep it off the event loop.
+        enc = await asyncio.to_thread(
+            tok, request.text, add_special_tokens=add_special, return_offsets_mapping=True)
+        ids = list(enc["input_ids"])
+        return models_pb2.TokenizeResponse(
+            ids=ids,
+            tokens=tok.convert_ids_to_tokens(ids),
+            offsets=[models_pb2.Offset(start=s, end=e) for s, e in enc["offset_mapping"]],
+        )
+
+    async def Detokenize(self, request: models_pb2.DetokenizeRequest,
+                         context: grpc.aio.ServicerContext) -> models_pb2.DetokenizeResponse:
+        model = self._registry.resolve(request.model)
+        limit = model.vocab_size
+        for i, token_id in enumerate(request.ids):
+            if token_id >= limit:
+                raise InvalidArgument(f"ids[{i}]", f"must be below the vocabulary size {limit}, "
+                                      f"got {token_id}")
+        text = await asyncio.to_thread(model.tokenizer.decode, list(request.ids),
+                                       skip_special_tokens=request.skip_special_tokens)
+        return models_pb2.DetokenizeResponse(text=text)
