@@ -19,6 +19,8 @@ from ..config import ModelSpec
 from ..tasks import Task, tasks_for_architecture
 
 log = logging.getLogger(__name__)
+# Progress bars in a server log are noise (one per checkpoint shard, redrawn in place).
+transformers.utils.logging.disable_progress_bar()
 
 # Task → the Auto class that loads a model for it, when the checkpoint's own class does not.
 _AUTO_CLASS_OF_TASK: dict[Task, str] = {

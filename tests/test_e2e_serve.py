@@ -1,0 +1,115 @@
+"""A real `tokenwire serve` process, driven by the `tokenwire` CLI as a user would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from harness import ServeProcess, wait_serving
+
+from tokenwire.client import Client
+
+pytestmark = pytest.mark.e2e
+TOKENWIRE = str(Path(sys.executable).with_name("tokenwire"))
+
+
+def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([TOKENWIRE, *args], capture_output=True, text=True, timeout=120)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def config_file(demo_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cfg") / "models.toml"
+    path.write_text(f"""
+[server]
+grace_period_s = 5
+
+[[models]]
+name = "llama"
+path = "{demo_models_dir / 'tiny-llama'}"
+max_new_tokens = 32
+
+[[models]]
+name = "bert"
+path = "{demo_models_dir / 'tiny-bert'}"
+tasks = ["fill_mask"]
+""")
+    return path
+
+
+@pytest.fixture(scope="module")
+def served(config_file: Path) -> Iterator[ServeProcess]:
+    proc = ServeProcess("--config", str(config_file)).start()
+    try:
+        with Client(proc.target) as c:
+            wait_serving(c, "")
+        yield proc
+    finally:
+        proc.kill()
+
+
+def test_cli_models_json(served: ServeProcess) -> None:
+    out = cli("models", "--target", served.target, "--json").stdout.splitlines()
+    infos = [json.loads(line) for line in out]
+    assert [i["name"] for i in infos] == ["bert", "llama"]
+    llama = infos[1]
+    assert llama["tasks"] == ["TASK_GENERATE"] and llama["state"] == "MODEL_STATE_READY"
+    assert llama["maxNewTokens"] == 32 and llama["architecture"] == "LlamaForCausalLM"
+    assert infos[0]["tasks"] == ["TASK_FILL_MASK"]  # the configured subset, not all it could do
+
+
+def test_cli_tokenize_round_trip(served: ServeProcess) -> None:
+    enc = json.loads(cli("tokenize", "--target", served.target, "--json", "--model", "llama",
+                         "--no-special-tokens", "naïve café 東京").stdout)
+    ids = [str(i) for i in enc["ids"]]
+    text = cli("detokenize", "--target", served.target, "--model", "llama", *ids).stdout
+    assert text == "naïve café 東京\n"
+
+
+def test_cli_reports_errors_with_field(served: ServeProcess) -> None:
+    result = cli("detokenize", "--target", served.target, "--model", "llama", "999999", check=False)
+    assert result.returncode == 1
+    assert "INVALID_ARGUMENT" in result.stderr and "field ids[0]" in result.stderr
+    result = cli("generate", "--target", served.target, "--model", "bert", "hi", check=False)
+    assert result.returncode == 1 and "FAILED_PRECONDITION" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_sigterm_drains_and_exits_zero(config_file: Path) -> None:
+    proc = ServeProcess("--config", str(config_file)).start()
+    try:
+        with Client(proc.target) as c:
+            wait_serving(c, "")
+        assert proc.terminate() == 0
+        assert "shutting down" in "".join(proc.output)
+    finally:
+        proc.kill()
+
+
+def test_bad_config_refuses_to_start(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[[models]]\nname = "m"\npath = "./missing"\nquantization = "int3"\nmax_bach_size = 4\n')
+    result = subprocess.run([TOKENWIRE, "serve", "--config", str(path), "--port", "0"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "model 'm' (models[0]), key 'path'" in result.stderr
+    assert "key 'quantization'" in result.stderr
+    assert "unknown key 'max_bach_size' (did you mean 'max_batch_size'?)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_build_artifacts_installed() -> None:
+    """`pip install .` compiled the core and generated the pb modules with .pyi stubs."""
+    import tokenwire._core as core
+    import tokenwire.v1 as v1
+
+    assert "tokenwire core" in core.build_info()
+    stubs = {p.name for p in Path(v1.__file__).parent.glob("*_pb2.pyi")}
+    assert stubs == {f"{n}_pb2.pyi" for n in ("common", "generation", "understanding", "multimodal", "models")}
