@@ -29,13 +29,11 @@ from pathlib import Path
 
 import torch
 from tokenizers import AddedToken
-from transformers.utils import logging as hf_logging
 from transformers import (
     BertConfig,
     BertForPreTraining,
     BertForQuestionAnswering,
     CLIPConfig,
-    CLIPImageProcessorPil,
     CLIPModel,
     CLIPProcessor,
     CLIPTextConfig,
@@ -50,7 +48,14 @@ from transformers import (
     LlavaProcessor,
     PreTrainedModel,
     PreTrainedTokenizerBase,
+    ProcessorMixin,
 )
+from transformers.utils import logging as hf_logging
+
+try:  # 5.17 and 5.23 (checked): CLIPImageProcessor is the torchvision backend, *Pil the PIL one
+    from transformers import CLIPImageProcessorPil
+except ImportError:  # releases before that split: CLIPImageProcessor itself is PIL-based
+    from transformers import CLIPImageProcessor as CLIPImageProcessorPil  # type: ignore[assignment]
 
 from tokenwire.models.demo_tokenizers import (
     bert_tokenizer,
@@ -159,12 +164,14 @@ def _bert_config(vocab_size: int) -> BertConfig:
 
 def _generation_config(tok: PreTrainedTokenizerBase) -> GenerationConfig:
     """Greedy by default, with the tokenizer's ids, so generate() needs no extra arguments."""
-    return GenerationConfig(
+    return GenerationConfig(  # type: ignore[no-untyped-call]
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id
     )
 
 
-def _save(dst: Path, model: PreTrainedModel, *artifacts: PreTrainedTokenizerBase | LlavaProcessor | CLIPProcessor) -> None:
+def _save(
+    dst: Path, model: PreTrainedModel, *artifacts: PreTrainedTokenizerBase | ProcessorMixin
+) -> None:
     model.save_pretrained(dst)
     for artifact in artifacts:
         artifact.save_pretrained(dst)
@@ -211,7 +218,7 @@ def _build_tiny_bert_qa(dst: Path) -> None:
 def _build_tiny_llava(dst: Path) -> None:
     tok = llama_tokenizer()
     tok.add_tokens([AddedToken(IMAGE_TOKEN, special=True, normalized=False)], special_tokens=True)
-    image_token_id = tok.convert_tokens_to_ids(IMAGE_TOKEN)
+    image_token_id = tok.added_tokens_encoder[IMAGE_TOKEN]
     config = LlavaConfig(
         vision_config=_vision_config(),
         text_config=_llama_config(tok),
@@ -223,7 +230,7 @@ def _build_tiny_llava(dst: Path) -> None:
     )
     model = LlavaForConditionalGeneration(config)
     model.generation_config = _generation_config(tok)
-    processor = LlavaProcessor(
+    processor = LlavaProcessor(  # type: ignore[no-untyped-call]
         image_processor=_clip_image_processor(),
         tokenizer=tok,
         patch_size=PATCH_SIZE,
@@ -249,8 +256,12 @@ def _build_tiny_clip(dst: Path) -> None:
         eos_token_id=tok.eos_token_id,  # CLIP pools the text at the first eos
         pad_token_id=tok.pad_token_id,
     )
-    config = CLIPConfig(text_config=text_config, vision_config=_vision_config(), projection_dim=HIDDEN)
-    processor = CLIPProcessor(image_processor=_clip_image_processor(), tokenizer=tok)
+    config = CLIPConfig(
+        text_config=text_config, vision_config=_vision_config(), projection_dim=HIDDEN
+    )
+    processor = CLIPProcessor(  # type: ignore[no-untyped-call]
+        image_processor=_clip_image_processor(), tokenizer=tok
+    )
     _save(dst, CLIPModel(config), processor)
 
 
@@ -310,9 +321,10 @@ def _install(tmp: Path, target: Path, name: str) -> None:
 
 
 def build_demo_model(name: str, out_dir: Path) -> Path:
-    """Build demo model ``name`` into ``out_dir/<name>/`` (unless already built); return that path."""
+    """Build demo model ``name`` into ``out_dir/<name>/`` unless already built; return that path."""
     if name not in _BUILDERS:
-        raise ValueError(f"unknown demo model {name!r}; expected one of {', '.join(DEMO_MODEL_NAMES)}")
+        known = ", ".join(DEMO_MODEL_NAMES)
+        raise ValueError(f"unknown demo model {name!r}; expected one of {known}")
     out_dir = Path(out_dir)
     target = out_dir / name
     if is_built(target, name):
@@ -320,7 +332,8 @@ def build_demo_model(name: str, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.building-", dir=out_dir))
     bars_were_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # "Writing model shards" bars are noise in CLIs and tests
+    # The "Writing model shards" progress bars are noise in CLIs and tests.
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(_seed(name))
@@ -330,7 +343,7 @@ def build_demo_model(name: str, out_dir: Path) -> Path:
         _install(tmp, target, name)
     finally:
         if bars_were_on:
-            hf_logging.enable_progress_bar()
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
         shutil.rmtree(tmp, ignore_errors=True)
     return target
 
@@ -344,7 +357,8 @@ def build_demo_models(out_dir: Path, names: Iterable[str] | None = None) -> dict
     wanted = tuple(DEMO_MODEL_NAMES if names is None else dict.fromkeys(names))
     unknown = [n for n in wanted if n not in _BUILDERS]
     if unknown:
-        raise ValueError(f"unknown demo model(s) {unknown}; expected some of {', '.join(DEMO_MODEL_NAMES)}")
+        known = ", ".join(DEMO_MODEL_NAMES)
+        raise ValueError(f"unknown demo model(s) {unknown}; expected some of {known}")
     return {name: build_demo_model(name, Path(out_dir)) for name in wanted}
 
 

@@ -21,13 +21,15 @@ import random
 _SEED = 20240611
 
 _SUBJECTS: tuple[str, ...] = (
-    "The cat", "A small dog", "My friend", "The teacher", "Our team", "The old man", "A young woman",
-    "The server", "This model", "The engineer", "A student", "The little bird", "Her brother",
-    "The city", "The company", "Every child", "The doctor", "Your neighbor", "The robot", "The farmer",
+    "The cat", "A small dog", "My friend", "The teacher", "Our team", "The old man",
+    "A young woman", "The server", "This model", "The engineer", "A student", "The little bird",
+    "Her brother", "The city", "The company", "Every child", "The doctor", "Your neighbor",
+    "The robot", "The farmer",
 )
 _VERBS: tuple[str, ...] = (
     "reads", "writes", "likes", "finds", "sees", "makes", "takes", "brings", "wants", "needs",
-    "opens", "builds", "sends", "watches", "carries", "loves", "answers", "learns", "tests", "fixes",
+    "opens", "builds", "sends", "watches", "carries", "loves", "answers", "learns", "tests",
+    "fixes",
 )
 _OBJECTS: tuple[str, ...] = (
     "a book", "the letter", "a red apple", "the door", "a new house", "the answer", "a long story",
@@ -41,12 +43,16 @@ _TAILS: tuple[str, ...] = (
     "during the summer", "for the first time", "without a word", "again and again", "today",
 )
 _PRONOUNS: tuple[str, ...] = ("I", "You", "We", "They", "It", "He", "She", "This", "That", "There")
-_LINKS: tuple[str, ...] = ("is", "was", "are", "will be", "can be", "is not", "has been", "would be")
+_LINKS: tuple[str, ...] = (
+    "is", "was", "are", "will be", "can be", "is not", "has been", "would be",
+)
 _COMPLEMENTS: tuple[str, ...] = (
     "good", "new", "ready", "here", "right", "wrong", "true", "easy", "important", "possible",
     "very simple", "not sure", "in the house", "on the table", "at home", "so much better",
 )
-_GREETINGS: tuple[str, ...] = ("Hello", "Hi", "Good morning", "Good evening", "Welcome", "Thank you")
+_GREETINGS: tuple[str, ...] = (
+    "Hello", "Hi", "Good morning", "Good evening", "Welcome", "Thank you",
+)
 _ADDRESSEES: tuple[str, ...] = ("world", "everyone", "my friend", "there", "again", "all of you")
 _QUESTIONS: tuple[tuple[str, str], ...] = (
     ("What is the capital of France?", "The capital of France is Paris."),
@@ -109,7 +115,7 @@ _NON_ASCII: tuple[str, ...] = (
 
 
 def _template_sentences(rng: random.Random, count: int) -> list[str]:
-    """Subject-verb-object sentences: the bulk of the corpus, so these words become single tokens."""
+    """Subject-verb-object sentences: the bulk of the corpus, making their words single tokens."""
     out: list[str] = []
     for _ in range(count):
         sentence = f"{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)}"
@@ -121,10 +127,11 @@ def _template_sentences(rng: random.Random, count: int) -> list[str]:
 
 def _short_sentences(rng: random.Random, count: int) -> list[str]:
     """Pronoun + verb + complement: makes the most common function words single tokens."""
-    return [
-        f"{rng.choice(_PRONOUNS)} {rng.choice(_LINKS)} {rng.choice(_COMPLEMENTS)}{rng.choice(('.', '!', '?'))}"
-        for _ in range(count)
-    ]
+    out: list[str] = []
+    for _ in range(count):
+        words = f"{rng.choice(_PRONOUNS)} {rng.choice(_LINKS)} {rng.choice(_COMPLEMENTS)}"
+        out.append(words + rng.choice((".", "!", "?")))
+    return out
 
 
 def _greetings() -> list[str]:
@@ -147,7 +154,7 @@ def demo_corpus() -> list[str]:
         lines.append(question)
         lines.append(answer)
         lines.append(f"Question: {question} Answer: {answer}")
-        # The demo chat templates' role markers (tiny-llava's USER:/ASSISTANT:, tiny-llama's <|user|>).
+        # The role markers of the demo chat templates (tiny-llava's, then tiny-llama's).
         lines.append(f"USER: {question}\nASSISTANT: {answer}")
         lines.append(f"<|user|>\n{question}\n<|assistant|>\n{answer}")
     lines.extend(_FIXED)

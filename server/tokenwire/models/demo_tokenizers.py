@@ -82,7 +82,7 @@ def _merge_word(symbols: tuple[str, ...], pair: Pair, merged: str) -> tuple[str,
 def _learn_merges(
     words: Words, max_merges: int, join: Callable[[str, str], str] = _concat, min_count: int = 2
 ) -> list[tuple[Pair, str]]:
-    """Classic BPE: repeatedly merge the most frequent adjacent pair; return (pair, result) in order.
+    """Classic BPE: merge the most frequent adjacent pair, repeatedly; return (pair, result)s.
 
     Ties are broken by the smallest pair, so the result depends on the corpus only. Pair counts
     are updated incrementally and the heap is lazily invalidated (an entry is used only if its
@@ -212,7 +212,7 @@ def gpt2_tokenizer() -> GPT2Tokenizer:
     vocab, merges = _gpt2_vocab()
     return GPT2Tokenizer(
         vocab={t: i for i, t in enumerate(vocab)},
-        merges=list(merges),
+        merges=list(merges),  # type: ignore[arg-type]  # hinted list[str]; BPE takes pairs
         unk_token=GPT2_EOT,
         bos_token=GPT2_EOT,
         eos_token=GPT2_EOT,
@@ -250,7 +250,7 @@ def _bert_vocab() -> Vocab:
 
 
 def bert_tokenizer() -> BertTokenizer:
-    """BERT tokenizer: ``[PAD]``=0 ``[UNK]``=1 ``[CLS]``=2 ``[SEP]``=3 ``[MASK]``=4, right padding."""
+    """BERT tokenizer: [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4, right padding."""
     return BertTokenizer(
         vocab={t: i for i, t in enumerate(_bert_vocab())},
         do_lower_case=True,
@@ -284,11 +284,11 @@ def _clip_vocab() -> tuple[Vocab, Merges]:
 
 
 def clip_tokenizer() -> CLIPTokenizer:
-    """CLIP tokenizer: bos ``<|startoftext|>``, eos = pad = unk = ``<|endoftext|>``, 77 positions."""
+    """CLIP tokenizer: bos <|startoftext|>, eos = pad = unk = <|endoftext|>, 77 positions."""
     vocab, merges = _clip_vocab()
     return CLIPTokenizer(
         vocab={t: i for i, t in enumerate(vocab)},
-        merges=list(merges),
+        merges=list(merges),  # type: ignore[arg-type]  # hinted list[str]; BPE takes pairs
         model_max_length=77,
     )
 
