@@ -36,8 +36,6 @@ def test_wrong_task_is_failed_precondition_naming_the_tasks(client: Client) -> N
 
 
 @pytest.mark.parametrize("stub, rpc, request_, model", [
-    ("generation", "Generate", generation_pb2.GenerateRequest, "tiny-llama"),
-    ("generation", "GenerateStream", generation_pb2.GenerateRequest, "tiny-gpt2"),
     ("understanding", "FillMask", understanding_pb2.FillMaskRequest, "tiny-bert"),
     ("understanding", "NextSentence", understanding_pb2.NextSentenceRequest, "tiny-bert"),
     ("understanding", "AnswerQuestion", understanding_pb2.AnswerQuestionRequest, "tiny-bert-qa"),

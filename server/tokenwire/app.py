@@ -19,12 +19,10 @@ from grpc_reflection.v1alpha import reflection
 from .config import Config
 from .interceptor import ErrorInterceptor
 from .models.registry import ModelRegistry
+from .engine.engines import Engines
+from .services.generation import GenerationServicer
 from .services.models import ModelsServicer
-from .services.pending import (
-    PendingGenerationServicer,
-    PendingMultimodalServicer,
-    PendingUnderstandingServicer,
-)
+from .services.pending import PendingMultimodalServicer, PendingUnderstandingServicer
 from .tasks import SERVICE_OF_TASK
 from .v1 import (
     generation_pb2,
@@ -58,6 +56,7 @@ class TokenwireServer:
         self.options = options = config.server
         self.registry = registry or ModelRegistry(config.models)
         self.health = health.aio.HealthServicer()
+        self.engines = Engines()
         self.port = 0
         self._server = grpc.aio.server(
             interceptors=[ErrorInterceptor()],
@@ -69,7 +68,7 @@ class TokenwireServer:
         )
         models_pb2_grpc.add_ModelsServicer_to_server(ModelsServicer(self.registry), self._server)
         generation_pb2_grpc.add_GenerationServicer_to_server(
-            PendingGenerationServicer(self.registry), self._server)
+            GenerationServicer(self.registry, self.engines), self._server)
         understanding_pb2_grpc.add_UnderstandingServicer_to_server(
             PendingUnderstandingServicer(self.registry), self._server)
         multimodal_pb2_grpc.add_MultimodalServicer_to_server(
@@ -109,6 +108,7 @@ class TokenwireServer:
         """Health NOT_SERVING first, then stop accepting and let in-flight calls finish."""
         await self.health.enter_graceful_shutdown()
         await self._server.stop(self.options.grace_period_s if grace is None else grace)
+        await asyncio.to_thread(self.engines.close)
 
     async def wait_for_termination(self) -> None:
         await self._server.wait_for_termination()

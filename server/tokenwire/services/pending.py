@@ -1,4 +1,4 @@
-"""Servicers for the RPCs whose engines are still to come (Generate, Understanding, Multimodal).
+"""Servicers for the RPCs whose engines are still to come (Understanding, Multimodal).
 
 They already do what every real handler does first — find the model and check it serves the
 task (NOT_FOUND / FAILED_PRECONDITION / UNAVAILABLE) — then answer UNIMPLEMENTED saying so,
@@ -15,12 +15,10 @@ import grpc
 from ..errors import Unimplemented
 from ..models.registry import ModelRegistry
 from ..tasks import Task
-from ..v1 import generation_pb2_grpc, multimodal_pb2_grpc, understanding_pb2_grpc
+from ..v1 import multimodal_pb2_grpc, understanding_pb2_grpc
 
 # RPC name → (task, whether it streams, the issue that implements it).
 _PENDING: dict[str, tuple[Task, bool, str]] = {
-    "Generate": (Task.GENERATE, False, "the Generate engine"),
-    "GenerateStream": (Task.GENERATE, True, "the Generate engine"),
     "FillMask": (Task.FILL_MASK, False, "the Understanding service"),
     "NextSentence": (Task.NEXT_SENTENCE, False, "the Understanding service"),
     "AnswerQuestion": (Task.ANSWER_QUESTION, False, "the Understanding service"),
@@ -58,6 +56,5 @@ def _pending_servicer(base: type) -> type:
     return type(f"Pending{base.__name__}", (base,), {"__init__": __init__, **methods})
 
 
-PendingGenerationServicer = _pending_servicer(generation_pb2_grpc.GenerationServicer)
 PendingUnderstandingServicer = _pending_servicer(understanding_pb2_grpc.UnderstandingServicer)
 PendingMultimodalServicer = _pending_servicer(multimodal_pb2_grpc.MultimodalServicer)

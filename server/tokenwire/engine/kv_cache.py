@@ -1,0 +1,97 @@
+"""The running batch's KV cache and attention mask, left-padded to one common length.
+
+Rows join (their prefill cache padded on the left and concatenated along the batch), leave,
+are duplicated (n > 1, beams) and follow beam parents — all through `merge` and one `gather`
+of row indices per step, never re-running a prompt. Padding columns that every row has stopped
+needing are trimmed after a gather, so a long-finished long prompt does not cost attention
+forever.
+
+Works with transformers' DynamicCache (and an EncoderDecoderCache's self-attention part), whose
+layers hold `.keys` / `.values` shaped [batch, kv_heads, seq, head_dim].
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+def _layers(cache: Any) -> list[Any]:
+    inner = getattr(cache, "self_attention_cache", cache)
+    return list(inner.layers)
+
+
+class BatchKV:
+    """KV cache + attention mask + next position of every running row."""
+
+    def __init__(self, cache: Any, mask: torch.Tensor) -> None:
+        self.cache = cache
+        self.mask = mask                                  # [rows, seq] long, 1 = real token
+        self.positions = mask.sum(dim=1)                  # next position id of each row
+
+    @property
+    def rows(self) -> int:
+        return int(self.mask.shape[0])
+
+    def gather(self, index: torch.Tensor) -> None:
+        """Keep rows `index` in that order (drops, reorders and duplicates at once)."""
+        index = index.to(self.mask.device)
+        identity = index.numel() == self.rows and bool((index == torch.arange(self.rows, device=index.device)).all())
+        if identity:
+            return
+        self.mask = self.mask.index_select(0, index)
+        self.positions = self.positions.index_select(0, index)
+        for layer in _layers(self.cache):
+            if layer.keys is not None and layer.keys.numel():
+                layer.keys = layer.keys.index_select(0, index.to(layer.keys.device))
+                layer.values = layer.values.index_select(0, index.to(layer.values.device))
+        self._trim_left_padding()
+
+    def _trim_left_padding(self) -> None:
+        if self.rows == 0:
+            return
+        real = self.mask.any(dim=0)
+        first = int(torch.argmax(real.to(torch.int8)).item()) if bool(real.any()) else self.mask.shape[1]
+        if first == 0:
+            return
+        self.mask = self.mask[:, first:]
+        for layer in _layers(self.cache):
+            if layer.keys is not None and layer.keys.numel():
+                layer.keys = layer.keys[:, :, first:, :]
+                layer.values = layer.values[:, :, first:, :]
+
+    def merge(self, other: BatchKV) -> None:
+        """Append `other`'s rows after ours, left-padding the shorter side along seq."""
+        if self.rows == 0:
+            self.cache, self.mask, self.positions = other.cache, other.mask, other.positions
+            return
+        length = max(self.mask.shape[1], other.mask.shape[1])
+        self.mask = torch.cat([_left_pad(self.mask, length), _left_pad(other.mask, length)], dim=0)
+        self.positions = torch.cat([self.positions, other.positions])
+        for mine, theirs in zip(_layers(self.cache), _layers(other.cache), strict=True):
+            mine.keys = torch.cat([_left_pad(mine.keys, length, -2), _left_pad(theirs.keys, length, -2)], 0)
+            mine.values = torch.cat([_left_pad(mine.values, length, -2), _left_pad(theirs.values, length, -2)], 0)
+
+    def advance(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attention mask and position ids for one more token per row (and record it)."""
+        ones = torch.ones((self.rows, 1), dtype=self.mask.dtype, device=self.mask.device)
+        self.mask = torch.cat([self.mask, ones], dim=1)
+        positions = self.positions.unsqueeze(1).clone()
+        self.positions = self.positions + 1
+        return self.mask, positions
+
+
+def _left_pad(t: torch.Tensor, length: int, dim: int = -1) -> torch.Tensor:
+    missing = length - t.shape[dim]
+    if missing <= 0:
+        return t
+    if dim == -1:
+        return F.pad(t, (missing, 0))
+    # dim -2 of a [b, h, seq, d] tensor
+    return F.pad(t, (0, 0, missing, 0))
+
+
+def empty_batch(device: torch.device | str = "cpu") -> BatchKV:
+    return BatchKV(None, torch.zeros((0, 0), dtype=torch.long, device=device))

@@ -1,0 +1,104 @@
+"""A request as the scheduler sees it, and the events it sends back to the servicer.
+
+The scheduler thread never touches asyncio objects directly: it hands each event to the
+request's event loop with `call_soon_threadsafe`. The servicer sets `cancelled` (a plain flag,
+read at every step boundary) when the client goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import itertools
+import time
+from dataclasses import dataclass, field
+
+from .params import GenerationParams
+
+_ids = itertools.count()
+
+
+class FinishReason(enum.Enum):
+    LENGTH = "length"
+    EOS_TOKEN = "eos_token"
+    STOP_SEQUENCE = "stop_sequence"
+    STOP_TOKEN = "stop_token"
+    CANCELLED = "cancelled"
+    TIME_LIMIT = "time_limit"
+    ERROR = "error"
+
+
+@dataclass
+class TokenInfo:
+    """Log-probability of one generated token (raw distribution) and its alternatives."""
+
+    token_id: int
+    token: str
+    logprob: float
+    rank: int
+    top: list[tuple[int, str, float]] = field(default_factory=list)
+    """(token id, its text, logprob), most likely first."""
+
+
+@dataclass
+class SequenceDelta:
+    """New output of one sequence; `finish_reason` is set on its last delta only."""
+
+    index: int
+    text: str = ""
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[TokenInfo] = field(default_factory=list)
+    finish_reason: FinishReason | None = None
+    matched_stop: str = ""
+    cumulative_logprob: float | None = None
+    score: float | None = None
+
+
+@dataclass
+class Finished:
+    """The request is over: every sequence has sent its last delta."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass
+class Failed:
+    """The request failed as a whole; `error` is a tokenwire error or an unexpected one."""
+
+    error: BaseException
+
+
+Event = SequenceDelta | Finished | Failed
+
+
+class GenerationRequest:
+    def __init__(self, params: GenerationParams, loop: asyncio.AbstractEventLoop) -> None:
+        self.id = next(_ids)
+        self.params = params
+        self.loop = loop
+        self.events: asyncio.Queue[Event] = asyncio.Queue()
+        self.cancelled = False
+        self.deadline = params.deadline
+        """time.monotonic() after which the request ends with TIME_LIMIT (None: no limit)."""
+        self.seed: int | None = None
+        self.arrival = time.monotonic()
+        self.first_token_at: float | None = None
+
+    def emit(self, event: Event) -> None:
+        """Thread-safe: queue `event` for the servicer's coroutine."""
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            self.cancelled = True
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def expired(self, now: float) -> bool:
+        return self.deadline is not None and now >= self.deadline
+
+    def __repr__(self) -> str:
+        return f"GenerationRequest(id={self.id}, method={self.params.method.value}, rows={self.params.rows})"
+
+

@@ -1,0 +1,72 @@
+"""Forward passes of a causal LM for the scheduler: batched prefill and one-token decode.
+
+Logits leave here as float32 [rows, vocab] on the host, ready for the C++ core: on CUDA they are
+copied into a reusable pinned buffer (one async copy, one sync), never row by row.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+
+from .kv_cache import BatchKV
+
+
+class CausalLMRunner:
+    def __init__(self, model: torch.nn.Module, pad_token_id: int) -> None:
+        self.model = model
+        self.pad_token_id = pad_token_id
+        self.device = next(model.parameters()).device
+        params = inspect.signature(model.forward).parameters
+        # transformers 5.24 renamed the keyword; the GPU machine still has 5.17.
+        self._cache_kw = "cache" if "cache" in params and "past_key_values" not in params else "past_key_values"
+        self._logits_to_keep = "logits_to_keep" in params
+        self._accepts_positions = "position_ids" in params
+        self._pinned: torch.Tensor | None = None
+
+    @torch.inference_mode()
+    def prefill(self, prompts: list[list[int]]) -> tuple[torch.Tensor, BatchKV]:
+        """Left-padded batched prompts → last-position logits [len(prompts), vocab] and their KV."""
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, prompt in enumerate(prompts):
+            ids[i, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
+            mask[i, width - len(prompt):] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "use_cache": True}
+        if self._accepts_positions:
+            kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
+        if self._logits_to_keep:
+            kwargs["logits_to_keep"] = 1
+        out = self.model(**kwargs)
+        return self._host(out.logits[:, -1, :]), BatchKV(out.past_key_values, mask)
+
+    @torch.inference_mode()
+    def decode(self, batch: BatchKV, tokens: torch.Tensor) -> torch.Tensor:
+        """One token per row → next logits [rows, vocab]."""
+        mask, positions = batch.advance()
+        kwargs: dict[str, Any] = {
+            "input_ids": tokens.view(-1, 1).to(self.device),
+            "attention_mask": mask,
+            self._cache_kw: batch.cache,
+            "use_cache": True,
+        }
+        if self._accepts_positions:
+            kwargs["position_ids"] = positions
+        out = self.model(**kwargs)
+        batch.cache = out.past_key_values
+        return self._host(out.logits[:, -1, :])
+
+    def _host(self, logits: torch.Tensor) -> torch.Tensor:
+        if logits.device.type != "cuda":
+            return logits.float()
+        rows, vocab = logits.shape
+        if self._pinned is None or self._pinned.shape[0] < rows or self._pinned.shape[1] != vocab:
+            self._pinned = torch.empty((max(rows, 8), vocab), dtype=torch.float32, pin_memory=True)
+        host = self._pinned[:rows]
+        host.copy_(logits.float(), non_blocking=True)
+        torch.cuda.current_stream(logits.device).synchronize()
+        return host

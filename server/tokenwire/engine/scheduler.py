@@ -1,0 +1,325 @@
+"""Per-model scheduler: iteration-level (continuous) batching on its own thread.
+
+One iteration:
+  1. reap    — requests cancelled by their client or past their deadline leave the batch
+               (their KV rows are dropped before the next forward);
+  2. admit   — waiting requests join while rows are free: ONE batched prefill for all of them,
+               their first token selected, their KV rows expanded (n samples, beams) and merged
+               into the running batch;
+  3. decode  — ONE forward for every running row → logits [rows, vocab] on the host → the core:
+               one BatchSampler call for the sampled/greedy rows and one BeamStepper call for
+               every beam search → new tokens, beam parents → one KV gather that drops finished
+               rows and follows beam parents at once.
+Rows are kept sampler-rows-first so the sampler reads a zero-copy slice of the logits.
+
+The asyncio event loop never runs any of this: requests arrive through `submit` (thread-safe)
+and leave as events posted back to their loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+from ..decoding import BatchSampler, BeamSearch, BeamStepper, StepResult
+from ..errors import ResourceExhausted, Unavailable
+from ..models.loader import LoadedModel
+from ..tasks import Task
+from .defaults import GenerationDefaults, generation_defaults
+from .kv_cache import BatchKV, empty_batch
+from .params import Method
+from .request import Failed, Finished, FinishReason, GenerationRequest, TokenInfo
+from .runner import CausalLMRunner
+from .sequence import SequenceOutput, beam_sequence
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Progress:
+    """How many of a request's sequences are still open, and tokens generated so far."""
+
+    open_sequences: int
+    completion_tokens: int = 0
+
+
+@dataclass
+class SampleRow:
+    request: GenerationRequest
+    key: tuple[int, int]
+    output: SequenceOutput
+
+
+@dataclass
+class BeamGroup:
+    request: GenerationRequest
+    search: BeamSearch
+
+    @property
+    def rows(self) -> int:
+        return self.search.rows_expected
+
+
+Member = SampleRow | BeamGroup
+
+
+class Scheduler:
+    def __init__(self, model: LoadedModel, *, core_threads: int = 1) -> None:
+        self.model = model
+        self.spec = model.spec
+        module = model.modules[Task.GENERATE]
+        self.defaults: GenerationDefaults = generation_defaults(module, model.spec.name)
+        pad = model.special_token_ids.get("pad") or model.special_token_ids.get("eos") or [0]
+        self.runner = CausalLMRunner(module, pad[0])
+        self.sampler = BatchSampler(model.vocab_size, num_threads=core_threads)
+        self.beams = BeamStepper(num_threads=core_threads)
+        self.max_rows = model.spec.max_batch_size
+        self._waiting: deque[GenerationRequest] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._members: list[Member] = []
+        self._progress: dict[int, _Progress] = {}
+        self._kv: BatchKV = empty_batch(self.runner.device)
+        self._next_tokens = torch.empty(0, dtype=torch.long)
+        self.steps = 0
+        self._thread = threading.Thread(target=self._run, name=f"scheduler-{model.spec.name}", daemon=True)
+        self._thread.start()
+
+    # --- called from the event loop -------------------------------------------------------
+
+    def submit(self, request: GenerationRequest) -> None:
+        with self._cond:
+            if self._closed:
+                raise Unavailable(f"model {self.spec.name!r} is shutting down")
+            if len(self._waiting) >= self.spec.max_queue:
+                raise ResourceExhausted(f"model {self.spec.name!r} has {len(self._waiting)} requests "
+                                        f"waiting (max_queue); retry later")
+            self._waiting.append(request)
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join(timeout=30)
+
+    @property
+    def running_rows(self) -> int:
+        return sum(self._rows_of(m) for m in self._members)
+
+    # --- the scheduler thread -------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and not self._waiting and not self._members:
+                    self._cond.wait()
+                if self._closed:
+                    break
+            admitted: list[GenerationRequest] = []
+            try:
+                self._reap(time.monotonic())
+                admitted = self._admit(time.monotonic())
+                if admitted:
+                    self._prefill(admitted)
+                if self._members:
+                    self._decode()
+            except Exception as exc:  # a failing batch fails its requests, never the server
+                self._fail_everything(exc, admitted)
+        self._fail_everything(Unavailable(f"model {self.spec.name!r} is shutting down"), list(self._waiting))
+
+    @staticmethod
+    def _rows_of(member: Member) -> int:
+        return member.rows if isinstance(member, BeamGroup) else 1
+
+    def _reap(self, now: float) -> None:
+        """Drop rows of requests whose client left or whose time is up."""
+        gone = {m.request.id for m in self._members if m.request.cancelled or m.request.expired(now)}
+        if not gone:
+            return
+        keep: list[int] = []
+        members: list[Member] = []
+        row = 0
+        for m in self._members:
+            rows = self._rows_of(m)
+            if m.request.id in gone:
+                self._close_member(m, FinishReason.CANCELLED if m.request.cancelled else FinishReason.TIME_LIMIT)
+            else:
+                keep.extend(range(row, row + rows))
+                members.append(m)
+            row += rows
+        index = torch.tensor(keep, dtype=torch.long)
+        self._kv.gather(index)
+        self._next_tokens = self._next_tokens.index_select(0, index)
+        self._members = members
+
+    def _close_member(self, m: Member, reason: FinishReason) -> None:
+        request = m.request
+        if isinstance(m, SampleRow):
+            self.sampler.remove(m.key)
+            if not m.output.finished:
+                self._emit_sequence_end(request, m.output.stop(reason))
+        else:
+            for i, hyp in enumerate(m.search.hypotheses()):
+                delta = beam_sequence(i, hyp.token_ids, hyp.score, hyp.finished, request.params, self.model.tokenizer)
+                if not hyp.finished:
+                    delta.finish_reason = reason
+                self._progress[request.id].completion_tokens += len(hyp.token_ids)
+                self._emit_sequence_end(request, delta)
+
+    def _emit_sequence_end(self, request: GenerationRequest, delta: Any) -> None:
+        request.emit(delta)
+        progress = self._progress[request.id]
+        progress.open_sequences -= 1
+        if progress.open_sequences == 0:
+            del self._progress[request.id]
+            request.emit(Finished(len(request.params.prompt_ids), progress.completion_tokens))
+
+    def _admit(self, now: float) -> list[GenerationRequest]:
+        free = self.max_rows - self.running_rows
+        admitted: list[GenerationRequest] = []
+        with self._cond:
+            while self._waiting:
+                request = self._waiting[0]
+                if request.cancelled or request.expired(now):
+                    self._waiting.popleft()
+                    self._progress[request.id] = _Progress(request.params.n)
+                    for i in range(request.params.n):
+                        dummy = SequenceOutput(i, request.params, self.model.tokenizer)
+                        reason = FinishReason.CANCELLED if request.cancelled else FinishReason.TIME_LIMIT
+                        self._emit_sequence_end(request, dummy.stop(reason))
+                    continue
+                if request.params.rows > free:
+                    break
+                free -= request.params.rows
+                admitted.append(self._waiting.popleft())
+        return admitted
+
+    def _prefill(self, requests: list[GenerationRequest]) -> None:
+        logits, kv = self.runner.prefill([r.params.prompt_ids for r in requests])
+        members: list[Member] = []
+        source_rows: list[int] = []
+        for j, request in enumerate(requests):
+            p = request.params
+            self._progress[request.id] = _Progress(p.n)
+            if p.method is Method.BEAM:
+                assert p.beam is not None
+                members.append(BeamGroup(request, BeamSearch(p.beam, p.prompt_ids, self.model.vocab_size)))
+                source_rows.append(j)
+                continue
+            # One seed per request; its n sequences are streams 0..n-1 under it.
+            sampling = p.sampling if p.sampling.seed is not None else replace(p.sampling, seed=secrets.randbits(63))
+            request.seed = sampling.seed
+            for i in range(p.n):
+                key = (request.id, i)
+                self.sampler.add(key, sampling, p.prompt_ids, stream=i)
+                members.append(SampleRow(request, key, SequenceOutput(i, p, self.model.tokenizer)))
+                source_rows.append(j)
+        if source_rows != list(range(len(requests))):  # n > 1: one logits/KV row per sequence
+            index = torch.tensor(source_rows, dtype=torch.long)
+            logits = logits.index_select(0, index.to(logits.device))
+            kv.gather(index)
+        members, keep, tokens = self._select(logits, members)
+        kv.gather(keep)
+        self._kv.merge(kv)
+        self._members.extend(members)
+        self._next_tokens = torch.cat([self._next_tokens, tokens])
+
+    def _decode(self) -> None:
+        logits = self.runner.decode(self._kv, self._next_tokens)
+        self.steps += 1
+        self._members, keep, self._next_tokens = self._select(logits, self._members)
+        self._kv.gather(keep)
+
+    def _select(self, logits: torch.Tensor, members: list[Member]) -> tuple[list[Member], torch.Tensor, torch.Tensor]:
+        """Run the core on `logits` (rows in `members` order); emit tokens; return the members
+        still running (sampler rows first), the KV rows they continue, and their next tokens."""
+        samples: list[tuple[int, SampleRow]] = []
+        groups: list[tuple[int, BeamGroup]] = []
+        row = 0
+        for m in members:
+            if isinstance(m, SampleRow):
+                samples.append((row, m))
+            else:
+                groups.append((row, m))
+            row += self._rows_of(m)
+        keep: list[int] = []
+        tokens: list[int] = []
+        running: list[Member] = []
+        if samples:
+            result = self.sampler.step(_rows(logits, [r for r, _ in samples]), [m.key for _, m in samples])
+            self._emit_samples(samples, result, keep, tokens, running)
+        if groups:
+            beam_rows = [r + k for r, g in groups for k in range(g.rows)]
+            steps = self.beams.step([g.search for _, g in groups], _rows(logits, beam_rows))
+            for (first, group), step in zip(groups, steps):
+                if step.done:
+                    self._close_member(group, FinishReason.LENGTH)
+                    continue
+                keep.extend(first + int(p) for p in step.parents)
+                tokens.extend(int(t) for t in step.tokens)
+                running.append(group)
+        return running, torch.tensor(keep, dtype=torch.long), torch.tensor(tokens, dtype=torch.long)
+
+    def _emit_samples(self, samples: list[tuple[int, SampleRow]], result: StepResult,
+                      keep: list[int], tokens: list[int], running: list[Member]) -> None:
+        token_ids = result.token_ids.tolist()
+        now = time.monotonic()
+        for k, (row, m) in enumerate(samples):
+            token = token_ids[k]
+            info = self._token_info(result, k, token) if m.request.params.logprobs else None
+            delta = m.output.push(token, info)
+            if m.request.first_token_at is None:
+                m.request.first_token_at = now
+            self._progress[m.request.id].completion_tokens += 1
+            if m.output.finished:
+                self.sampler.remove(m.key)
+                self._emit_sequence_end(m.request, delta)
+            else:
+                m.request.emit(delta)
+                keep.append(row)
+                tokens.append(token)
+                running.append(m)
+
+    def _token_info(self, result: StepResult, k: int, token: int) -> TokenInfo:
+        decode = self.model.tokenizer.decode
+        top = [(int(t), decode([int(t)]), float(lp))
+               for t, lp in zip(result.top_token_ids[k], result.top_logprobs[k]) if t >= 0]
+        return TokenInfo(token, decode([token]), float(result.logprobs[k]), int(result.ranks[k]), top)
+
+    def _fail_everything(self, exc: BaseException, admitted: list[GenerationRequest]) -> None:
+        """A forward or core call failed: fail the requests it involved, reset the batch."""
+        if not isinstance(exc, Unavailable):
+            log.error("model %s: decoding step failed; failing %d running request(s)",
+                      self.spec.name, len({m.request.id for m in self._members}) + len(admitted), exc_info=exc)
+        error: BaseException = exc
+        if isinstance(exc, torch.OutOfMemoryError):
+            error = ResourceExhausted(f"model {self.spec.name!r} ran out of memory on this batch; "
+                                      "retry with a shorter prompt or fewer tokens")
+        seen: set[int] = set()
+        for request in [m.request for m in self._members] + admitted:
+            if request.id not in seen:
+                seen.add(request.id)
+                request.emit(Failed(error))
+                self._progress.pop(request.id, None)
+        for key in list(self.sampler):
+            self.sampler.remove(key)
+        self._members = []
+        self._kv = empty_batch(self.runner.device)
+        self._next_tokens = torch.empty(0, dtype=torch.long)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _rows(logits: torch.Tensor, rows: list[int]) -> torch.Tensor:
+    """logits[rows]: a zero-copy slice when the rows are contiguous, else a copy."""
+    if rows == list(range(rows[0], rows[0] + len(rows))):
+        return logits[rows[0]:rows[0] + len(rows)]
+    return logits.index_select(0, torch.tensor(rows, dtype=torch.long, device=logits.device))

@@ -1,0 +1,114 @@
+"""The Generation service: validate → submit to the model's scheduler → relay its events."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from ..engine.engines import Engines
+from ..engine.params import GenerationParams, Method, parse_generate_request
+from ..engine.request import Failed, Finished, GenerationRequest, SequenceDelta
+from ..errors import DeadlineExceeded
+from ..models.loader import LoadedModel
+from ..models.registry import ModelRegistry
+from ..tasks import Task
+from ..v1 import common_pb2, generation_pb2, generation_pb2_grpc
+from .generation_convert import SequenceBuilder, stream_message, usage
+
+# A stream ends with FINISH_REASON_TIME_LIMIT this long before the client's deadline, so the
+# last message reaches the client before gRPC cuts the call.
+STREAM_DEADLINE_MARGIN_S = 0.05
+
+
+class GenerationServicer(generation_pb2_grpc.GenerationServicer):
+    def __init__(self, registry: ModelRegistry, engines: Engines) -> None:
+        self._registry = registry
+        self._engines = engines
+
+    async def _submit(self, request: Any, context: grpc.aio.ServicerContext, streaming: bool,
+                      task: Task = Task.GENERATE, parse: Any = parse_generate_request) -> tuple[GenerationRequest, LoadedModel]:
+        arrival = time.monotonic()
+        model = self._registry.resolve(request.model, task)
+        engine = self._engines.get(model)
+        # Tokenizing a long prompt takes milliseconds: off the event loop.
+        params: GenerationParams = await asyncio.to_thread(
+            parse, request, model, engine.defaults, engine.max_rows, arrival)
+        job = GenerationRequest(params, asyncio.get_running_loop())
+        remaining = context.time_remaining()
+        if remaining is not None:
+            client_deadline = arrival + remaining - (STREAM_DEADLINE_MARGIN_S if streaming else 0.0)
+            job.deadline = client_deadline if job.deadline is None else min(job.deadline, client_deadline)
+        engine.submit(job)
+        return job, model
+
+    async def Generate(self, request: generation_pb2.GenerateRequest,
+                       context: grpc.aio.ServicerContext) -> generation_pb2.GenerateResponse:
+        job, model = await self._submit(request, context, streaming=False)
+        return await collect(job, context, model.spec.name)
+
+    async def GenerateStream(self, request: generation_pb2.GenerateRequest,
+                             context: grpc.aio.ServicerContext) -> AsyncIterator[generation_pb2.GenerateStreamResponse]:
+        job, model = await self._submit(request, context, streaming=True)
+        async for message in relay(job, model.spec.name):
+            yield message
+
+
+async def collect(job: GenerationRequest, context: grpc.aio.ServicerContext, model_name: str) -> generation_pb2.GenerateResponse:
+    """Wait for every sequence of `job`; cancel it if the caller goes away first."""
+    params = job.params
+    builders = [SequenceBuilder(params) for _ in range(params.n)]
+    done = False
+    try:
+        while True:
+            event = await job.events.get()
+            if isinstance(event, SequenceDelta):
+                builders[event.index].add(event)
+            elif isinstance(event, Finished):
+                done = True
+                sequences = [b.build() for b in builders]
+                if params.method is Method.BEAM:
+                    sequences.sort(key=lambda s: -s.score)
+                timed_out = any(s.finish_reason == common_pb2.FINISH_REASON_TIME_LIMIT for s in sequences)
+                if timed_out and (context.time_remaining() or 1.0) <= 0:
+                    raise DeadlineExceeded("the client's deadline passed during generation")
+                return generation_pb2.GenerateResponse(
+                    sequences=sequences, usage=usage(event), model=model_name,
+                    **({"seed": job.seed} if params.method is Method.SAMPLE and job.seed is not None else {}))
+            elif isinstance(event, Failed):
+                done = True
+                raise event.error
+    finally:
+        if not done:
+            job.cancel()
+
+
+async def relay(job: GenerationRequest, model_name: str) -> AsyncIterator[generation_pb2.GenerateStreamResponse]:
+    """Stream `job`'s deltas as they come; the first message carries seed and model."""
+    params = job.params
+    first = True
+    done = False
+    try:
+        while True:
+            event = await job.events.get()
+            if isinstance(event, SequenceDelta):
+                message = stream_message(event, params)
+                if first:
+                    message.model = model_name
+                    if params.method is Method.SAMPLE and job.seed is not None:
+                        message.seed = job.seed
+                    first = False
+                yield message
+            elif isinstance(event, Finished):
+                done = True
+                yield generation_pb2.GenerateStreamResponse(usage=usage(event))
+                return
+            elif isinstance(event, Failed):
+                done = True
+                raise event.error
+    finally:
+        if not done:
+            job.cancel()
