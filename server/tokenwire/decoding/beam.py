@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from tokenwire import _core
+import tokenwire._core as _core
 from tokenwire.decoding.params import BeamParams
 from tokenwire.decoding.sampler import Logits
 

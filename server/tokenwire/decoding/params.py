@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tokenwire import _core
+import tokenwire._core as _core
 from tokenwire.decoding.errors import InvalidParameter
 
 MAX_TOP_LOGPROBS = 20

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from tokenwire import _core
+import tokenwire._core as _core
 from tokenwire.decoding.errors import InvalidParameter
 from tokenwire.decoding.params import SamplingParams
 
