@@ -73,7 +73,7 @@ def odd_server(odd_models: dict[str, Path]) -> Iterator[InProcessServer]:
     specs = (ModelSpec(name="padded", path=str(odd_models["padded"])),
              ModelSpec(name="inconsistent", path=str(odd_models["inconsistent"])),
              ModelSpec(name="bert-decoder", path=str(odd_models["bert-decoder"])),
-             ModelSpec(name="tiny-queue", path=str(odd_models["padded"]), max_batch_size=1, max_queue=1))
+             ModelSpec(name="tiny-queue", path=str(odd_models["padded"]), max_batch_size=1, max_queue=1, max_new_tokens=500))
     server = InProcessServer(Config(models=specs)).start()
     yield server
     server.stop()

@@ -81,6 +81,8 @@ class GenerationRequest:
         self.cancelled = False
         self.deadline = params.deadline
         """time.monotonic() after which the request ends with TIME_LIMIT (None: no limit)."""
+        self.deadline_is_client = False
+        """The deadline is the client's gRPC deadline (unary calls then fail DEADLINE_EXCEEDED)."""
         self.seed: int | None = None
         self.arrival = time.monotonic()
         self.first_token_at: float | None = None

@@ -17,6 +17,7 @@ from transformers import AutoConfig, PretrainedConfig
 
 from ..config import ModelSpec
 from ..tasks import Task, tasks_for_architecture
+from .generation_config import lenient_generation_config
 
 log = logging.getLogger(__name__)
 # Progress bars in a server log are noise (one per checkpoint shard, redrawn in place).
@@ -197,6 +198,10 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     quantization = _quantization_config(spec)
     if quantization is not None:
         common["quantization_config"] = quantization
+    if spec.is_local and Task.GENERATE in tasks:
+        generation_config = lenient_generation_config(spec.path, spec.name)
+        if generation_config is not None:
+            common["generation_config"] = generation_config
 
     modules: dict[Task, torch.nn.Module] = {}
     by_class: dict[Any, torch.nn.Module] = {}

@@ -41,7 +41,8 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
         remaining = context.time_remaining()
         if remaining is not None:
             client_deadline = arrival + remaining - (STREAM_DEADLINE_MARGIN_S if streaming else 0.0)
-            job.deadline = client_deadline if job.deadline is None else min(job.deadline, client_deadline)
+            if job.deadline is None or client_deadline < job.deadline:
+                job.deadline, job.deadline_is_client = client_deadline, True
         engine.submit(job)
         return job, model
 
@@ -73,7 +74,7 @@ async def collect(job: GenerationRequest, context: grpc.aio.ServicerContext, mod
                 if params.method is Method.BEAM:
                     sequences.sort(key=lambda s: -s.score)
                 timed_out = any(s.finish_reason == common_pb2.FINISH_REASON_TIME_LIMIT for s in sequences)
-                if timed_out and (context.time_remaining() or 1.0) <= 0:
+                if timed_out and job.deadline_is_client:
                     raise DeadlineExceeded("the client's deadline passed during generation")
                 return generation_pb2.GenerateResponse(
                     sequences=sequences, usage=usage(event), model=model_name,
