@@ -68,6 +68,10 @@ class ModelSpec:
     max_input_tokens: int | None = None
     max_new_tokens: int = 256
     max_batch_size: int = 32
+    max_batch_tokens: int = 16384
+    """One-shot tasks: most (padded) tokens in one gathered batch."""
+    max_wait_ms: float = 2.0
+    """One-shot tasks: how long the first request of a batch waits for company."""
     max_queue: int = 256
     trust_remote_code: bool = False
     revision: str | None = None
@@ -128,6 +132,13 @@ def _positive_int(value: Any) -> int:
     if value <= 0:
         raise ValueError(f"must be a positive integer, got {value!r}")
     return int(value)
+
+
+def _nonnegative_number(value: Any) -> float:
+    _typed(value, (int, float), "a number >= 0")
+    if value < 0:
+        raise ValueError(f"must be a number >= 0, got {value!r}")
+    return float(value)
 
 
 def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
@@ -197,6 +208,8 @@ _MODEL_KEYS: dict[str, Callable[[Any], Any]] = {
     "max_input_tokens": _positive_int,
     "max_new_tokens": _positive_int,
     "max_batch_size": _positive_int,
+    "max_batch_tokens": _positive_int,
+    "max_wait_ms": lambda v: _nonnegative_number(v),
     "max_queue": _positive_int,
     "trust_remote_code": lambda v: _typed(v, bool, "true or false"),
     "revision": lambda v: _typed(v, str, "a string"),
