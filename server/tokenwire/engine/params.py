@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -72,6 +72,9 @@ class GenerationParams:
     logprobs: bool
     top_n: int
     skip_special_tokens: bool
+    prefill_inputs: Mapping[str, Any] | None = None
+    """Extra forward inputs of the prompt (e.g. LLaVA's `pixel_values`), used by the prefill
+    only; such a request is prefilled on its own, then decodes with everyone else."""
 
     @property
     def rows(self) -> int:
@@ -164,22 +167,25 @@ def _max_new_tokens(request: Any, model: LoadedModel, defaults: GenerationDefaul
 
 def parse_generate_request(request: Any, model: LoadedModel, defaults: GenerationDefaults,
                            max_rows: int, arrival: float | None = None) -> GenerationParams:
-    """Validate a GenerateRequest (or the generation part of a MultimodalChatRequest whose
-    prompt is given as `prompt_ids`) against the model."""
+    """Validate a GenerateRequest against the model."""
     arrival = time.monotonic() if arrival is None else arrival
-    if request.method not in _METHODS:
-        raise InvalidArgument("method", f"must be a known DecodingMethod, got {request.method}")
-    method = _METHODS[request.method]
     prompt_ids = _prompt_ids(request, model)
     if len(prompt_ids) > model.max_input_tokens:
         raise InvalidArgument("input_ids" if len(request.input_ids) else "prompt",
                               f"prompt has {len(prompt_ids)} tokens, more than the model's limit "
                               f"of {model.max_input_tokens} (max_input_tokens)")
-    return _finish_params(request, model, defaults, max_rows, arrival, method, prompt_ids)
+    return parse_generation_options(request, model, defaults, max_rows, arrival, prompt_ids)
 
 
-def _finish_params(request: Any, model: LoadedModel, defaults: GenerationDefaults, max_rows: int,
-                   arrival: float, method: Method, prompt_ids: list[int]) -> GenerationParams:
+def parse_generation_options(request: Any, model: LoadedModel, defaults: GenerationDefaults,
+                             max_rows: int, arrival: float, prompt_ids: list[int],
+                             prefill_inputs: Mapping[str, Any] | None = None) -> GenerationParams:
+    """Validate the decoding options (`method`, `sampling`, `beam`, `stopping`,
+    `num_return_sequences`, `logprobs`, `skip_special_tokens`) of a GenerateRequest or a
+    MultimodalChatRequest whose prompt is already tokenized (`prompt_ids`)."""
+    if request.method not in _METHODS:
+        raise InvalidArgument("method", f"must be a known DecodingMethod, got {request.method}")
+    method = _METHODS[request.method]
     s, stopping = request.sampling, request.stopping
     max_new = _max_new_tokens(request, model, defaults, len(prompt_ids))
     if stopping.min_new_tokens > max_new:
@@ -278,4 +284,4 @@ def _finish_params(request: Any, model: LoadedModel, defaults: GenerationDefault
         stop_token_ids=stop_ids, eos_token_ids=eos, include_stop=stopping.include_stop_in_output,
         deadline=arrival + limit / 1000 if limit else None,
         logprobs=request.logprobs.enabled, top_n=request.logprobs.top_n if request.logprobs.enabled else 0,
-        skip_special_tokens=skip)
+        skip_special_tokens=skip, prefill_inputs=prefill_inputs)

@@ -7,6 +7,7 @@ copied into a reusable pinned buffer (one async copy, one sync), never row by ro
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -27,8 +28,10 @@ class CausalLMRunner:
         self._pinned: torch.Tensor | None = None
 
     @torch.inference_mode()
-    def prefill(self, prompts: list[list[int]]) -> tuple[torch.Tensor, BatchKV]:
-        """Left-padded batched prompts → last-position logits [len(prompts), vocab] and their KV."""
+    def prefill(self, prompts: list[list[int]], extra: Mapping[str, Any] | None = None) -> tuple[torch.Tensor, BatchKV]:
+        """Left-padded batched prompts → last-position logits [len(prompts), vocab] and their KV.
+        `extra`: further forward inputs of these prompts (e.g. `pixel_values`), moved to the
+        model's device."""
         width = max(len(p) for p in prompts)
         ids = torch.full((len(prompts), width), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(prompts), width), dtype=torch.long)
@@ -41,6 +44,8 @@ class CausalLMRunner:
             kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
         if self._logits_to_keep:
             kwargs["logits_to_keep"] = 1
+        for key, value in (extra or {}).items():
+            kwargs[key] = value.to(self.device) if isinstance(value, torch.Tensor) else value
         out = self.model(**kwargs)
         return self._host(out.logits[:, -1, :]), BatchKV(out.past_key_values, mask)
 

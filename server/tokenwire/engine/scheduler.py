@@ -203,7 +203,17 @@ class Scheduler:
         return admitted
 
     def _prefill(self, requests: list[GenerationRequest]) -> None:
-        logits, kv = self.runner.prefill([r.params.prompt_ids for r in requests])
+        """Text-only prompts share one batched prefill; prompts with extra inputs (images)
+        are prefilled one by one. All join the running batch."""
+        plain = [r for r in requests if r.params.prefill_inputs is None]
+        if plain:
+            self._prefill_group(plain, *self.runner.prefill([r.params.prompt_ids for r in plain]))
+        for request in requests:
+            if request.params.prefill_inputs is not None:
+                self._prefill_group([request], *self.runner.prefill(
+                    [request.params.prompt_ids], request.params.prefill_inputs))
+
+    def _prefill_group(self, requests: list[GenerationRequest], logits: torch.Tensor, kv: BatchKV) -> None:
         members: list[Member] = []
         source_rows: list[int] = []
         for j, request in enumerate(requests):
