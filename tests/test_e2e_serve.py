@@ -79,7 +79,22 @@ def test_cli_reports_errors_with_field(served: ServeProcess) -> None:
     assert "INVALID_ARGUMENT" in result.stderr and "field ids[0]" in result.stderr
     result = cli("generate", "--target", served.target, "--model", "bert", "hi", check=False)
     assert result.returncode == 1 and "FAILED_PRECONDITION" in result.stderr
+    result = cli("generate", "--target", served.target, "--model", "llama", "--top-p", "1.5", "hi", check=False)
+    assert result.returncode == 1 and "field sampling.top_p: top_p must be in (0, 1], got 1.5" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_cli_generate_stream_prints_tokens_as_they_come(served: ServeProcess) -> None:
+    streamed = cli("generate", "--target", served.target, "--model", "llama", "--stream",
+                   "--max-new-tokens", "12", "Once upon a time").stdout
+    unary = cli("generate", "--target", served.target, "--model", "llama",
+                "--max-new-tokens", "12", "Once upon a time").stdout
+    assert streamed == unary and streamed.strip()
+    lines = cli("generate", "--target", served.target, "--model", "llama", "--stream", "--json",
+                "--max-new-tokens", "4", "--seed", "3", "hi").stdout.splitlines()
+    messages = [json.loads(line) for line in lines]
+    assert messages[0]["seed"] == "3" and messages[-1]["usage"]["completionTokens"] == 4
+    assert sum(len(m.get("tokenIds", [])) for m in messages) == 4
 
 
 def test_sigterm_drains_and_exits_zero(config_file: Path) -> None:

@@ -1,0 +1,246 @@
+"""Generate engine under load vs transformers' generate() one prompt after another.
+
+A mid-size random Llama (hidden 512, 8 layers, vocab 32000) is served by a real
+`tokenwire serve` subprocess; N concurrent GenerateStream clients (mixed greedy / sampled)
+each generate T tokens (EOS ignored, so every request produces exactly T). The baseline is
+transformers' `generate()` on the same prompts in this process, one after another, with the
+same token counts. Then the same for beam search (4 beams).
+
+Prints one JSON object:
+  {"machine", "model", "requests", "new_tokens",
+   "tokenwire": {"tokens_per_s", "wall_s", "ttft_ms": {p50,p90,p99}, "itl_ms": {...}},
+   "transformers": {"tokens_per_s", "wall_s"}, "ratio",
+   "beam": {"tokenwire_tokens_per_s", "transformers_tokens_per_s"}, "beam_ratio"}
+`ratio` = tokenwire tokens/s ÷ transformers tokens/s (target ≥ 3); tokens/s counts generated
+tokens of all requests over the wall time of the whole run (beam: tokens of the returned
+best sequence). Both sides run on this machine, in the same invocation.
+
+    .venv/bin/python bench/generate_load.py --json            # 16 × 128, ~2-4 min on 2 cores
+    .venv/bin/python bench/generate_load.py --json --quick    # 8 × 32
+    .venv/bin/python bench/generate_load.py --json --device cuda --size 1b   # on a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import torch
+
+from tokenwire.v1 import common_pb2, generation_pb2, generation_pb2_grpc
+
+SIZES = {
+    # name: (hidden, layers, heads, kv_heads, intermediate, vocab)
+    "mid": (512, 8, 8, 4, 1376, 32000),
+    "1b": (2048, 16, 32, 8, 8192, 128256),
+}
+PROMPTS = [
+    "The history of the city begins", "In a quiet village by the sea", "Write a short note about",
+    "Explain how a compiler works", "Once upon a time there was", "The results of the experiment show",
+    "Dear colleagues, I am writing", "A recipe for a simple bread", "The weather forecast for tomorrow",
+    "Chapter one: the arrival", "Key points of the meeting were", "The best way to learn a language",
+    "Our quarterly report indicates", "Instructions for assembling the", "The old lighthouse keeper said",
+    "Summary of the discussion about",
+]
+
+
+def build_model(root: Path, size: str) -> Path:
+    """A random Llama of the given shape with the demo tokenizer padded to its vocabulary."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from tokenwire.models.demo import build_demo_model
+
+    target = root / f"bench-llama-{size}"
+    if (target / "model.safetensors").exists() or (target / "model.safetensors.index.json").exists():
+        return target
+    hidden, layers, heads, kv, inter, vocab = SIZES[size]
+    demo = build_demo_model("tiny-llama", root / "demo")
+    tok = AutoTokenizer.from_pretrained(demo)
+    # Pad the tokenizer so every id the model can emit is a real token (as with real models).
+    tok.add_tokens([f"<extra_{i}>" for i in range(vocab - len(tok))])
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
+                         num_attention_heads=heads, num_key_value_heads=kv, max_position_embeddings=4096,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    with torch.device("cpu"):
+        model = LlamaForCausalLM(config)
+    model.to(torch.bfloat16 if size == "1b" else torch.float32)
+    model.save_pretrained(target)
+    tok.save_pretrained(target)
+    return target
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"p50": 0.0, "p90": 0.0, "p99": 0.0}
+    ordered = sorted(values)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"p50": round(pick(0.5), 3), "p90": round(pick(0.9), 3), "p99": round(pick(0.99), 3)}
+
+
+# --- transformers baseline ----------------------------------------------------------------
+
+def baseline(model_dir: Path, prompts: list[str], new_tokens: int, device: str, beams: int) -> dict[str, float]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device).eval()
+    generated = 0
+
+    def one(i: int, prompt: str) -> int:
+        ids = tok(prompt, return_tensors="pt").to(device)
+        kwargs: dict[str, Any] = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, pad_token_id=tok.pad_token_id)
+        if beams > 1:
+            kwargs.update(num_beams=beams, do_sample=False, early_stopping=False)
+        elif i % 2:
+            kwargs.update(do_sample=True, temperature=0.8, top_k=50, top_p=0.9)
+        else:
+            kwargs.update(do_sample=False)
+        with torch.inference_mode():
+            out = model.generate(**ids, **kwargs)
+        return int(out.shape[1] - ids["input_ids"].shape[1])
+
+    one(0, prompts[0])  # warm-up (the first generate() in a process is slow)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for i, prompt in enumerate(prompts):
+        generated += one(i, prompt)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - start
+    del model
+    return {"tokens_per_s": round(generated / wall, 2), "wall_s": round(wall, 3), "tokens": generated}
+
+
+# --- tokenwire under load ----------------------------------------------------------------
+
+def start_server(model_dir: Path, device: str, max_batch: int, new_tokens: int) -> tuple[subprocess.Popen[str], str]:
+    config = Path(tempfile.mkdtemp()) / "bench.toml"
+    device_line = 'device_map = "cuda:0"\n' if device == "cuda" else 'device_map = "cpu"\n'
+    config.write_text(f'[[models]]\nname = "bench"\npath = "{model_dir}"\n{device_line}'
+                      f"max_batch_size = {max_batch}\nmax_new_tokens = {max(new_tokens, 16)}\n")
+    exe = str(Path(sys.executable).with_name("tokenwire"))
+    proc = subprocess.Popen([exe, "--log-level", "WARNING", "serve", "--config", str(config), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if m := re.search(r"serving on [\d.]+:(\d+)", line):
+            return proc, f"127.0.0.1:{m.group(1)}"
+    raise RuntimeError("server did not start")
+
+
+async def wait_ready(target: str) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for _ in range(1200):
+            try:
+                reply = await stub.Check(health_pb2.HealthCheckRequest(service=""))
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError("server never became healthy")
+
+
+def make_request(i: int, prompt: str, new_tokens: int, beams: int) -> generation_pb2.GenerateRequest:
+    stopping = common_pb2.StoppingParams(max_new_tokens=new_tokens, ignore_eos=True)
+    if beams > 1:
+        return generation_pb2.GenerateRequest(model="bench", prompt=prompt, stopping=stopping,
+                                              method=common_pb2.DECODING_METHOD_BEAM_SEARCH,
+                                              beam=common_pb2.BeamParams(num_beams=beams))
+    if i % 2:
+        return generation_pb2.GenerateRequest(model="bench", prompt=prompt, stopping=stopping,
+                                              method=common_pb2.DECODING_METHOD_SAMPLE,
+                                              sampling=common_pb2.SamplingParams(temperature=0.8, top_k=50, top_p=0.9, seed=i))
+    return generation_pb2.GenerateRequest(model="bench", prompt=prompt, stopping=stopping,
+                                          method=common_pb2.DECODING_METHOD_GREEDY)
+
+
+async def load(target: str, prompts: list[str], new_tokens: int, beams: int) -> dict[str, Any]:
+    ttft: list[float] = []
+    itl: list[float] = []
+    tokens = 0
+
+    async def one(stub: Any, i: int, prompt: str) -> None:
+        nonlocal tokens
+        start = time.perf_counter()
+        last = None
+        async for message in stub.GenerateStream(make_request(i, prompt, new_tokens, beams)):
+            if message.index == 0 and message.token_ids:
+                now = time.perf_counter()
+                if last is None:
+                    ttft.append((now - start) * 1000)
+                else:
+                    itl.append((now - last) * 1000 / len(message.token_ids))
+                last = now
+                tokens += len(message.token_ids)
+
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = generation_pb2_grpc.GenerationStub(channel)
+        await one(stub, 0, prompts[0])  # warm-up
+        tokens, ttft[:], itl[:] = 0, [], []
+        start = time.perf_counter()
+        await asyncio.gather(*(one(stub, i, p) for i, p in enumerate(prompts)))
+        wall = time.perf_counter() - start
+    return {"tokens_per_s": round(tokens / wall, 2), "wall_s": round(wall, 3), "tokens": tokens,
+            "ttft_ms": percentiles(ttft), "itl_ms": percentiles(itl)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print only the JSON object")
+    parser.add_argument("--quick", action="store_true", help="8 requests × 32 tokens")
+    parser.add_argument("--requests", type=int, default=16)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--beams", type=int, default=4)
+    parser.add_argument("--size", choices=sorted(SIZES), default="mid")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--cache", default=os.environ.get("TOKENWIRE_BENCH_CACHE", "build/bench-models"))
+    args = parser.parse_args()
+    if args.quick:
+        args.requests, args.new_tokens = 8, 32
+    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(args.requests)]
+    model_dir = build_model(Path(args.cache).resolve(), args.size)
+
+    result: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cpus" + (f", {torch.cuda.get_device_name()}" if args.device == "cuda" else ""),
+        "model": dict(zip(("hidden", "layers", "heads", "kv_heads", "intermediate", "vocab"), SIZES[args.size])),
+        "requests": args.requests, "new_tokens": args.new_tokens,
+    }
+    result["transformers"] = baseline(model_dir, prompts, args.new_tokens, args.device, beams=1)
+    beam_base = baseline(model_dir, prompts, args.new_tokens, args.device, beams=args.beams)
+    proc, target = start_server(model_dir, args.device, max(64, args.requests * args.beams), args.new_tokens)
+    try:
+        asyncio.run(wait_ready(target))
+        result["tokenwire"] = asyncio.run(load(target, prompts, args.new_tokens, beams=1))
+        beam_tw = asyncio.run(load(target, prompts, args.new_tokens, beams=args.beams))
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    result["ratio"] = round(result["tokenwire"]["tokens_per_s"] / result["transformers"]["tokens_per_s"], 2)
+    result["beam"] = {"num_beams": args.beams, "tokenwire_tokens_per_s": beam_tw["tokens_per_s"],
+                      "transformers_tokens_per_s": beam_base["tokens_per_s"],
+                      "tokenwire_wall_s": beam_tw["wall_s"], "transformers_wall_s": beam_base["wall_s"]}
+    result["beam_ratio"] = round(beam_tw["tokens_per_s"] / beam_base["tokens_per_s"], 2)
+    print(json.dumps(result, indent=None if args.json else 2))
+
+
+if __name__ == "__main__":
+    main()
