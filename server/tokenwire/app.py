@@ -17,8 +17,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from .config import Config
-from .interceptor import ErrorInterceptor
+from .interceptor import ServerInterceptor
 from .models.registry import ModelRegistry
+from .security import TokenAuth, server_credentials
 from .engine.engines import Engines
 from .services.generation import GenerationServicer
 from .services.models import ModelsServicer
@@ -58,8 +59,10 @@ class TokenwireServer:
         self.health = health.aio.HealthServicer()
         self.engines = Engines()
         self.port = 0
+        auth = TokenAuth.from_file(options.auth_token_file, options.auth_exempt) if options.auth_token_file else None
+        self.interceptor = ServerInterceptor(auth)
         self._server = grpc.aio.server(
-            interceptors=[ErrorInterceptor()],
+            interceptors=[self.interceptor],
             options=[
                 ("grpc.max_receive_message_length", options.max_receive_message_bytes),
                 ("grpc.max_send_message_length", options.max_send_message_bytes),
@@ -82,7 +85,11 @@ class TokenwireServer:
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, _NOT_SERVING)
         address = f"{self.options.host}:{self.options.port}"
-        self.port = self._server.add_insecure_port(address)
+        if self.options.tls_cert and self.options.tls_key:
+            credentials = server_credentials(self.options.tls_cert, self.options.tls_key, self.options.tls_client_ca)
+            self.port = self._server.add_secure_port(address, credentials)
+        else:
+            self.port = self._server.add_insecure_port(address)
         if self.port == 0:
             raise OSError(f"cannot listen on {address}")
         await self._server.start()
@@ -105,8 +112,10 @@ class TokenwireServer:
         await self.health.set("", _SERVING if all_settled and any_ready else _NOT_SERVING)
 
     async def stop(self, grace: float | None = None) -> None:
-        """Health NOT_SERVING first, then stop accepting and let in-flight calls finish."""
+        """Health NOT_SERVING first, new calls UNAVAILABLE, then in-flight calls get the grace
+        period to finish before the server stops."""
         await self.health.enter_graceful_shutdown()
+        self.interceptor.draining = True
         await self._server.stop(self.options.grace_period_s if grace is None else grace)
         await asyncio.to_thread(self.engines.close)
 
@@ -123,6 +132,10 @@ async def serve(config: Config) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
+    if options.metrics_port is not None:
+        from .observability.metrics import serve_metrics
+        metrics_port = serve_metrics(options.metrics_port, options.host)
+        print(f"tokenwire metrics on http://{options.host}:{metrics_port}/metrics", flush=True)
     print(f"tokenwire serving on {options.host}:{server.port}", flush=True)
     loading = asyncio.create_task(server.load_models())
     await stop.wait()

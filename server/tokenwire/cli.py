@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import logging
 import sys
 from pathlib import Path
 
@@ -19,8 +18,9 @@ from .config import ServerSpec, parse_memory
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from .config import check_server, load_config
     from .errors import ConfigError
+    from .observability.logs import configure_logging
 
     try:
         if args.config:
@@ -34,8 +34,15 @@ def _serve(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in {
         "host": args.host, "port": args.port, "grace_period_s": args.grace_period,
         "max_receive_message_bytes": args.max_receive_message_bytes,
+        "metrics_port": args.metrics_port, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
+        "tls_client_ca": args.tls_client_ca, "auth_token_file": args.auth_token_file,
+        "log_format": args.log_format,
     }.items() if v is not None}
     config = dataclasses.replace(config, server=dataclasses.replace(config.server, **overrides))
+    if problems := check_server(config.server):
+        print(f"tokenwire: {ConfigError(problems)}", file=sys.stderr)
+        return 2
+    configure_logging(args.log_level, config.server.log_format)
 
     from .app import serve
     asyncio.run(serve(config))
@@ -75,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"time in-flight calls get on shutdown (default {defaults.grace_period_s})")
     serve.add_argument("--max-receive-message-bytes", type=parse_memory, metavar="SIZE",
                        help="largest request accepted, e.g. 64MiB (default 64MiB)")
+    serve.add_argument("--metrics-port", type=int, metavar="PORT",
+                       help="serve Prometheus metrics on this port (0 = any free one; default off)")
+    serve.add_argument("--tls-cert", metavar="PEM", help="server certificate chain (enables TLS)")
+    serve.add_argument("--tls-key", metavar="PEM", help="server private key")
+    serve.add_argument("--tls-client-ca", metavar="PEM", help="require client certificates signed by this CA (mTLS)")
+    serve.add_argument("--auth-token-file", metavar="FILE",
+                       help="require 'authorization: Bearer <token>' with a token from this file (one per line)")
+    serve.add_argument("--log-format", choices=["text", "json"], help="log line format (default text)")
     serve.set_defaults(func=_serve)
 
     demo = sub.add_parser("demo-models", help="build the tiny demo models into a directory")
@@ -88,8 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .observability.logs import configure_logging
+    configure_logging(args.log_level)
     return int(args.func(args))
 
 

@@ -23,7 +23,11 @@ def _print_json(message: Any) -> None:
 
 def _client(args: argparse.Namespace) -> Any:
     from .client import Client
-    return Client(args.target)
+
+    read = lambda p: Path(p).read_bytes() if p else None  # noqa: E731
+    token = Path(args.auth_token_file).read_text().strip().splitlines()[0] if args.auth_token_file else None
+    return Client(args.target, tls=args.tls, tls_ca=read(args.tls_ca), tls_cert=read(args.tls_cert),
+                  tls_key=read(args.tls_key), token=token)
 
 
 def _run(call: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -239,6 +243,11 @@ def add_client_commands(sub: Any) -> None:
     common.add_argument("--target", default=DEFAULT_TARGET, help=f"server address (default {DEFAULT_TARGET})")
     common.add_argument("--json", action="store_true", help="print the response as proto3 JSON")
     common.add_argument("--timeout", type=float, default=60.0, help="deadline in seconds (default 60)")
+    common.add_argument("--tls", action="store_true", help="connect with TLS (system roots)")
+    common.add_argument("--tls-ca", metavar="PEM", help="connect with TLS, trusting this CA")
+    common.add_argument("--tls-cert", metavar="PEM", help="client certificate (mutual TLS)")
+    common.add_argument("--tls-key", metavar="PEM", help="client private key (mutual TLS)")
+    common.add_argument("--auth-token-file", metavar="FILE", help="send the bearer token in this file")
 
     def command(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=help)

@@ -24,11 +24,25 @@ DEFAULT_TARGET = "127.0.0.1:50051"
 
 
 class Client:
-    def __init__(self, target: str = DEFAULT_TARGET, *, options: list[tuple[str, Any]] | None = None) -> None:
-        self.channel = grpc.insecure_channel(target, options=options or [
+    def __init__(self, target: str = DEFAULT_TARGET, *, options: list[tuple[str, Any]] | None = None,
+                 tls_ca: bytes | None = None, tls_cert: bytes | None = None, tls_key: bytes | None = None,
+                 token: str | None = None, tls: bool = False) -> None:
+        """`tls` or `tls_ca`: connect with TLS (`tls_ca` = the server's CA, default the system
+        roots); `tls_cert`/`tls_key`: client certificate for mutual TLS; `token`: bearer token
+        sent with every call."""
+        options = options or [
             ("grpc.max_receive_message_length", 64 * 2**20),
             ("grpc.max_send_message_length", 64 * 2**20),
-        ])
+        ]
+        if tls or tls_ca or tls_cert:
+            credentials = grpc.ssl_channel_credentials(tls_ca, tls_key, tls_cert)
+            if token:
+                credentials = grpc.composite_channel_credentials(
+                    credentials, grpc.access_token_call_credentials(token))
+            self.channel = grpc.secure_channel(target, credentials, options=options)
+        else:
+            interceptors = [_BearerToken(token)] if token else []
+            self.channel = grpc.intercept_channel(grpc.insecure_channel(target, options=options), *interceptors)
         self.generation = generation_pb2_grpc.GenerationStub(self.channel)
         self.understanding = understanding_pb2_grpc.UnderstandingStub(self.channel)
         self.multimodal = multimodal_pb2_grpc.MultimodalStub(self.channel)
@@ -50,6 +64,31 @@ class Client:
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
+
+
+class _BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Adds `authorization: Bearer <token>` on a plaintext channel (gRPC only attaches call
+    credentials to TLS channels)."""
+
+    def __init__(self, token: str) -> None:
+        self._metadata = ("authorization", f"Bearer {token}")
+
+    def _details(self, details: Any) -> Any:
+        metadata = [*(details.metadata or ()), self._metadata]
+        return details._replace(metadata=metadata) if hasattr(details, "_replace") else _Details(details, metadata)
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+
+class _Details(grpc.ClientCallDetails):
+    def __init__(self, base: Any, metadata: Any) -> None:
+        self.method, self.timeout, self.metadata = base.method, base.timeout, metadata
+        self.credentials, self.wait_for_ready = base.credentials, base.wait_for_ready
+        self.compression = getattr(base, "compression", None)
 
 
 def field_violations(error: grpc.RpcError) -> list[tuple[str, str]]:

@@ -84,6 +84,16 @@ class ServerSpec:
     grace_period_s: float = 10.0
     max_receive_message_bytes: int = 64 * 2**20
     max_send_message_bytes: int = 64 * 2**20
+    metrics_port: int | None = None
+    """Prometheus /metrics on this port (same host); None = off, 0 = any free port."""
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    """With it, clients must present a certificate it signed (mutual TLS)."""
+    auth_token_file: str | None = None
+    auth_exempt: tuple[str, ...] = ("health", "reflection")
+    """Services callable without a token when auth is on: any of health, reflection."""
+    log_format: str = "text"
 
 
 @dataclass(frozen=True)
@@ -216,15 +226,40 @@ _MODEL_KEYS: dict[str, Callable[[Any], Any]] = {
 }
 _SERVER_KEYS: dict[str, Callable[[Any], Any]] = {
     "host": lambda v: _typed(v, str, "a string"),
-    "port": lambda v: int(_typed(v, int, "a port number")) if 0 <= v <= 65535 else _bad_port(v),
+    "port": lambda v: _port(v),
     "grace_period_s": lambda v: float(_typed(v, (int, float), "a number of seconds")),
     "max_receive_message_bytes": parse_memory,
     "max_send_message_bytes": parse_memory,
+    "metrics_port": lambda v: _port(v),
+    "tls_cert": lambda v: _existing_file(v),
+    "tls_key": lambda v: _existing_file(v),
+    "tls_client_ca": lambda v: _existing_file(v),
+    "auth_token_file": lambda v: _existing_file(v),
+    "auth_exempt": lambda v: _exempt(v),
+    "log_format": _choice(("text", "json")),
 }
 
 
-def _bad_port(value: Any) -> int:
-    raise ValueError(f"must be in [0, 65535], got {value!r}")
+def _existing_file(value: Any) -> str:
+    _typed(value, str, "a file path")
+    if not Path(value).expanduser().is_file():
+        raise ValueError(f"must be an existing file, got {value!r}")
+    return str(Path(value).expanduser())
+
+
+def _exempt(value: Any) -> tuple[str, ...]:
+    _typed(value, list, "a list of service kinds")
+    for item in value:
+        if item not in ("health", "reflection"):
+            raise ValueError(f"entries must be 'health' or 'reflection', got {item!r}")
+    return tuple(value)
+
+
+def _port(value: Any) -> int:
+    _typed(value, int, "a port number in [0, 65535]")
+    if not 0 <= value <= 65535:
+        raise ValueError(f"must be in [0, 65535], got {value!r}")
+    return int(value)
 
 
 def _resolve_path(raw: str, base_dir: Path) -> tuple[str, bool]:
@@ -299,9 +334,22 @@ def parse_config(data: Mapping[str, Any], base_dir: Path) -> Config:
         if spec.name in seen:
             problems.add(f"model {spec.name!r}", "key 'name' is used by more than one model")
         seen.add(spec.name)
+    server = ServerSpec(**server_values)
+    for problem in check_server(server):
+        problems.add("[server]", problem)
     if problems.items:
         raise ConfigError(problems.items)
-    return Config(server=ServerSpec(**server_values), models=tuple(models))
+    return Config(server=server, models=tuple(models))
+
+
+def check_server(server: ServerSpec) -> list[str]:
+    """Cross-key rules of [server] (also applied after command-line overrides)."""
+    problems = []
+    if (server.tls_cert is None) != (server.tls_key is None):
+        problems.append("keys 'tls_cert' and 'tls_key' must be given together")
+    if server.tls_client_ca is not None and server.tls_cert is None:
+        problems.append("key 'tls_client_ca' (mutual TLS) needs 'tls_cert' and 'tls_key'")
+    return problems
 
 
 def load_config(path: Path) -> Config:

@@ -1,9 +1,11 @@
-"""The one interceptor that turns domain errors into gRPC statuses.
+"""The one interceptor every call passes through.
 
-Handlers raise `tokenwire.errors` exceptions; this maps each to its status code with rich
-details (BadRequest field violations, RetryInfo), attaches the request id (`x-request-id`,
-taken from the client when sent) to the trailers, and turns anything unexpected into INTERNAL
-with that id and no traceback (the traceback goes to the server log under the same id).
+For each call it opens a scope (request id, trailers), refuses calls while draining
+(UNAVAILABLE) or without valid credentials (UNAUTHENTICATED), turns domain errors into status
+codes with rich details (BadRequest field violations, RetryInfo), turns anything unexpected into
+INTERNAL with the request id and no traceback (the traceback goes to the log under that id),
+sends `x-request-id` (the client's own when it sent one) and the call's trailers, and records
+the request metrics.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import inspect
 import logging
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -21,12 +24,16 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from .errors import InvalidArgument, ResourceExhausted, TokenwireError
+from .errors import InvalidArgument, ResourceExhausted, TokenwireError, Unauthenticated, Unavailable
+from .observability import metrics
+from .observability.context import open_scope
+from .security import TokenAuth
 
 log = logging.getLogger(__name__)
 
 REQUEST_ID_KEY = "x-request-id"
 _CLIENT_ID_RE = re.compile(r"^[\x21-\x7e]{1,128}$")
+_HEALTH_PREFIX = "/grpc.health.v1.Health/"
 
 
 def request_id(context: grpc.aio.ServicerContext) -> str:
@@ -58,53 +65,101 @@ def status_for(exc: BaseException, rid: str, method: str) -> tuple[grpc.StatusCo
     if isinstance(exc, TokenwireError):
         code, message, details = exc.code, exc.message, _details(exc)
     else:
-        log.error("request %s: %s failed unexpectedly", rid, method, exc_info=exc)
-        code, message, details = (grpc.StatusCode.INTERNAL,
-                                  f"internal error (request id {rid})", [])
+        log.error("%s failed unexpectedly", method, exc_info=exc)
+        code, message, details = grpc.StatusCode.INTERNAL, f"internal error (request id {rid})", []
     proto = status_pb2.Status(code=code.value[0], message=message, details=details)
-    status = rpc_status.to_status(proto)
-    return code, message, (*status.trailing_metadata, (REQUEST_ID_KEY, rid))
+    return code, message, tuple(rpc_status.to_status(proto).trailing_metadata)
 
 
-async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, rid: str, method: str) -> None:
-    code, message, metadata = status_for(exc, rid, method)
-    await context.abort(code, message, metadata)
+class _Call:
+    """Book-keeping of one call: scope, checks, outcome, metrics."""
+
+    def __init__(self, owner: ServerInterceptor, method: str, context: grpc.aio.ServicerContext) -> None:
+        self.method = method
+        self.context = context
+        self.rid = request_id(context)
+        self.trailers = open_scope(self.rid)
+        self.start = time.perf_counter()
+        self.code = "OK"
+        self.model = ""
+        self._owner = owner
+
+    def admit(self, request: Any) -> None:
+        self.model = str(getattr(request, "model", "") or "")
+        owner = self._owner
+        if owner.draining and not self.method.startswith(_HEALTH_PREFIX):
+            raise Unavailable("the server is shutting down; retry on another instance")
+        if owner.auth is not None and owner.auth.required_for(self.method) \
+                and not owner.auth.allows(self.context.invocation_metadata()):
+            raise Unauthenticated("missing or invalid credentials: send 'authorization: Bearer <token>'")
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return ((REQUEST_ID_KEY, self.rid), *self.trailers)
+
+    async def fail(self, exc: BaseException) -> None:
+        code, message, details = status_for(exc, self.rid, self.method)
+        self.code = code.name
+        await self.context.abort(code, message, (*details, *self.metadata()))
+
+    def done(self) -> None:
+        if self.method.startswith(_HEALTH_PREFIX):
+            return
+        rpc = self.method.rsplit("/", 1)[-1]
+        metrics.REQUESTS.labels(rpc, self.model, self.code).inc()
+        metrics.REQUEST_SECONDS.labels(rpc, self.model).observe(time.perf_counter() - self.start)
 
 
-def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
+def _wrap_unary(owner: ServerInterceptor, behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        rid = request_id(context)
+        call = _Call(owner, method, context)
         try:
+            call.admit(request)
             response = await behavior(request, context)
-        except (asyncio.CancelledError, grpc.aio.AbortError):
+        except asyncio.CancelledError:
+            call.code = "CANCELLED"
+            raise
+        except grpc.aio.AbortError:
             raise
         except Exception as exc:
-            await _abort(context, exc, rid, method)
-        context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
+            await call.fail(exc)
+        finally:
+            call.done()
+        context.set_trailing_metadata(call.metadata())
         return response
     return handler
 
 
-def _wrap_stream(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+def _wrap_stream(owner: ServerInterceptor, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
     if not inspect.isasyncgenfunction(behavior):
         # A coroutine that writes with context.write() (e.g. Health.Watch).
-        return _wrap_unary(behavior, method)
+        return _wrap_unary(owner, behavior, method)
 
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        rid = request_id(context)
+        call = _Call(owner, method, context)
         try:
+            call.admit(request)
             async for item in behavior(request, context):
                 yield item
-        except (asyncio.CancelledError, grpc.aio.AbortError):
+        except asyncio.CancelledError:
+            call.code = "CANCELLED"
+            raise
+        except grpc.aio.AbortError:
             raise
         except Exception as exc:
-            await _abort(context, exc, rid, method)
-        context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
+            await call.fail(exc)
+        finally:
+            call.done()
+        context.set_trailing_metadata(call.metadata())
     return handler
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps every unary-response and server-streaming handler with the error mapping."""
+class ServerInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps every unary-response and server-streaming handler (reflection, a bidi stream,
+    passes through untouched; it is authenticated only through `auth_exempt`)."""
+
+    def __init__(self, auth: TokenAuth | None = None) -> None:
+        self.auth = auth
+        self.draining = False
 
     async def intercept_service(
         self,
@@ -116,7 +171,24 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             return handler
         method = handler_call_details.method
         if handler.unary_unary is not None:
-            return handler._replace(unary_unary=_wrap_unary(handler.unary_unary, method))
+            return handler._replace(unary_unary=_wrap_unary(self, handler.unary_unary, method))
         if handler.unary_stream is not None:
-            return handler._replace(unary_stream=_wrap_stream(handler.unary_stream, method))
+            return handler._replace(unary_stream=_wrap_stream(self, handler.unary_stream, method))
+        if handler.stream_stream is not None and self.auth is not None and self.auth.required_for(method):
+            return handler._replace(stream_stream=_guard_bidi(self.auth, handler.stream_stream))
         return handler
+
+
+def _guard_bidi(auth: TokenAuth, behavior: Callable[..., Any]) -> Callable[..., Any]:
+    """Reflection (a bidi stream): check credentials once, then delegate."""
+    async def guarded(request_iterator: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        if not auth.allows(context.invocation_metadata()):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                "missing or invalid credentials: send 'authorization: Bearer <token>'")
+        result = behavior(request_iterator, context)
+        if inspect.isasyncgen(result):
+            async for item in result:
+                yield item
+        else:
+            await result
+    return guarded

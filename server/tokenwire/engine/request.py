@@ -85,7 +85,9 @@ class GenerationRequest:
         """The deadline is the client's gRPC deadline (unary calls then fail DEADLINE_EXCEEDED)."""
         self.seed: int | None = None
         self.arrival = time.monotonic()
+        self.admitted_at: float | None = None
         self.first_token_at: float | None = None
+        self.finished_at: float | None = None
 
     def emit(self, event: Event) -> None:
         """Thread-safe: queue `event` for the servicer's coroutine."""

@@ -31,6 +31,7 @@ import torch
 from ..decoding import BatchSampler, BeamSearch, BeamStepper, StepResult
 from ..errors import ResourceExhausted, Unavailable
 from ..models.loader import LoadedModel
+from ..observability import metrics
 from ..tasks import Task
 from .defaults import GenerationDefaults, generation_defaults
 from .kv_cache import BatchKV, empty_batch
@@ -55,6 +56,7 @@ class SampleRow:
     request: GenerationRequest
     key: tuple[int, int]
     output: SequenceOutput
+    last_token_at: float | None = None
 
 
 @dataclass
@@ -68,6 +70,21 @@ class BeamGroup:
 
 
 Member = SampleRow | BeamGroup
+
+
+class _ModelMetrics:
+    """This model's children of the process-wide metrics (label lookups done once)."""
+
+    def __init__(self, name: str) -> None:
+        self.queue = metrics.QUEUE_SECONDS.labels(name)
+        self.ttft = metrics.TTFT_SECONDS.labels(name)
+        self.itl = metrics.ITL_SECONDS.labels(name)
+        self.batch_rows = metrics.BATCH_ROWS.labels(name)
+        self.prompt_tokens = metrics.PROMPT_TOKENS.labels(name)
+        self.generated_tokens = metrics.GENERATED_TOKENS.labels(name)
+        self.active = metrics.ACTIVE_REQUESTS.labels(name)
+        self.waiting = metrics.WAITING_REQUESTS.labels(name)
+        self.finish_reasons = {r: metrics.FINISH_REASONS.labels(name, r.value) for r in FinishReason}
 
 
 class Scheduler:
@@ -89,6 +106,7 @@ class Scheduler:
         self._kv: BatchKV = empty_batch(self.runner.device)
         self._next_tokens = torch.empty(0, dtype=torch.long)
         self.steps = 0
+        self._metrics = _ModelMetrics(model.spec.name)
         self._thread = threading.Thread(target=self._run, name=f"scheduler-{model.spec.name}", daemon=True)
         self._thread.start()
 
@@ -124,6 +142,8 @@ class Scheduler:
                 if self._closed:
                     break
             admitted: list[GenerationRequest] = []
+            self._metrics.waiting.set(len(self._waiting))
+            self._metrics.active.set(len(self._progress))
             try:
                 self._reap(time.monotonic())
                 admitted = self._admit(time.monotonic())
@@ -133,6 +153,8 @@ class Scheduler:
                     self._decode()
             except Exception as exc:  # a failing batch fails its requests, never the server
                 self._fail_everything(exc, admitted)
+            self._metrics.waiting.set(len(self._waiting))
+            self._metrics.active.set(len(self._progress))
         self._fail_everything(Unavailable(f"model {self.spec.name!r} is shutting down"), list(self._waiting))
 
     @staticmethod
@@ -176,6 +198,8 @@ class Scheduler:
 
     def _emit_sequence_end(self, request: GenerationRequest, delta: Any) -> None:
         request.emit(delta)
+        if delta.finish_reason is not None:
+            self._metrics.finish_reasons[delta.finish_reason].inc()
         progress = self._progress[request.id]
         progress.open_sequences -= 1
         if progress.open_sequences == 0:
@@ -200,6 +224,9 @@ class Scheduler:
                     break
                 free -= request.params.rows
                 admitted.append(self._waiting.popleft())
+                request.admitted_at = now
+                self._metrics.queue.observe(now - request.arrival)
+                self._metrics.prompt_tokens.inc(len(request.params.prompt_ids))
         return admitted
 
     def _prefill(self, requests: list[GenerationRequest]) -> None:
@@ -243,6 +270,7 @@ class Scheduler:
         self._next_tokens = torch.cat([self._next_tokens, tokens])
 
     def _decode(self) -> None:
+        self._metrics.batch_rows.observe(self._kv.rows)
         logits = self.runner.decode(self._kv, self._next_tokens)
         self.steps += 1
         self._members, keep, self._next_tokens = self._select(logits, self._members)
@@ -269,6 +297,7 @@ class Scheduler:
         if groups:
             beam_rows = [r + k for r, g in groups for k in range(g.rows)]
             steps = self.beams.step([g.search for _, g in groups], _rows(logits, beam_rows))
+            self._metrics.generated_tokens.inc(sum(len(s.tokens) for s in steps))
             for (first, group), step in zip(groups, steps):
                 if step.done:
                     self._close_member(group, FinishReason.LENGTH)
@@ -282,12 +311,17 @@ class Scheduler:
                       keep: list[int], tokens: list[int], running: list[Member]) -> None:
         token_ids = result.token_ids.tolist()
         now = time.monotonic()
+        self._metrics.generated_tokens.inc(len(token_ids))
         for k, (row, m) in enumerate(samples):
             token = token_ids[k]
             info = self._token_info(result, k, token) if m.request.params.logprobs else None
             delta = m.output.push(token, info)
             if m.request.first_token_at is None:
                 m.request.first_token_at = now
+                self._metrics.ttft.observe(now - m.request.arrival)
+            if m.last_token_at is not None:
+                self._metrics.itl.observe(now - m.last_token_at)
+            m.last_token_at = now
             self._progress[m.request.id].completion_tokens += 1
             if m.output.finished:
                 self.sampler.remove(m.key)

@@ -15,6 +15,7 @@ from ..engine.request import Failed, Finished, GenerationRequest, SequenceDelta
 from ..errors import DeadlineExceeded
 from ..models.loader import LoadedModel
 from ..models.registry import ModelRegistry
+from ..observability.context import add_trailers
 from ..tasks import Task
 from ..v1 import common_pb2, generation_pb2, generation_pb2_grpc
 from .generation_convert import SequenceBuilder, stream_message, usage
@@ -58,6 +59,15 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
             yield message
 
 
+def _timing_trailers(job: GenerationRequest, event: Finished) -> None:
+    """queue-ms, ttft-ms, total-ms, prompt-tokens, generated-tokens on the call's trailers."""
+    now = time.monotonic()
+    ms = lambda t: f"{(t - job.arrival) * 1000:.1f}" if t is not None else ""  # noqa: E731
+    add_trailers(("queue-ms", ms(job.admitted_at)), ("ttft-ms", ms(job.first_token_at)),
+                 ("total-ms", ms(now)), ("prompt-tokens", str(event.prompt_tokens)),
+                 ("generated-tokens", str(event.completion_tokens)))
+
+
 async def collect(job: GenerationRequest, context: grpc.aio.ServicerContext, model_name: str) -> generation_pb2.GenerateResponse:
     """Wait for every sequence of `job`; cancel it if the caller goes away first."""
     params = job.params
@@ -70,6 +80,7 @@ async def collect(job: GenerationRequest, context: grpc.aio.ServicerContext, mod
                 builders[event.index].add(event)
             elif isinstance(event, Finished):
                 done = True
+                _timing_trailers(job, event)
                 sequences = [b.build() for b in builders]
                 if params.method is Method.BEAM:
                     sequences.sort(key=lambda s: -s.score)
@@ -105,6 +116,7 @@ async def relay(job: GenerationRequest, model_name: str) -> AsyncIterator[genera
                 yield message
             elif isinstance(event, Finished):
                 done = True
+                _timing_trailers(job, event)
                 yield generation_pb2.GenerateStreamResponse(usage=usage(event))
                 return
             elif isinstance(event, Failed):

@@ -1,0 +1,1 @@
+"""Metrics, request-scoped context (request id, trailers) and log formatting."""
