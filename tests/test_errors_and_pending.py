@@ -36,13 +36,6 @@ def test_wrong_task_is_failed_precondition_naming_the_tasks(client: Client) -> N
 
 
 @pytest.mark.parametrize("stub, rpc, request_, model", [
-    ("understanding", "FillMask", understanding_pb2.FillMaskRequest, "tiny-bert"),
-    ("understanding", "NextSentence", understanding_pb2.NextSentenceRequest, "tiny-bert"),
-    ("understanding", "AnswerQuestion", understanding_pb2.AnswerQuestionRequest, "tiny-bert-qa"),
-    ("multimodal", "MultimodalChat", multimodal_pb2.MultimodalChatRequest, "tiny-llava"),
-    ("multimodal", "MultimodalChatStream", multimodal_pb2.MultimodalChatRequest, "tiny-llava"),
-    ("multimodal", "ClassifyImage", multimodal_pb2.ClassifyImageRequest, "tiny-clip"),
-    ("multimodal", "Embed", multimodal_pb2.EmbedRequest, "tiny-clip"),
 ])
 def test_pending_rpcs_say_unimplemented(client: Client, stub: str, rpc: str, request_, model: str) -> None:  # type: ignore[no-untyped-def]
     err = _error(getattr(getattr(client, stub), rpc), request_(model=model))

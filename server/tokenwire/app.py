@@ -19,11 +19,13 @@ from grpc_reflection.v1alpha import reflection
 from .config import Config
 from .interceptor import ServerInterceptor
 from .models.registry import ModelRegistry
+from .reflection import enable_reflection
 from .security import TokenAuth, server_credentials
 from .engine.engines import Engines
 from .services.generation import GenerationServicer
 from .services.models import ModelsServicer
-from .services.pending import PendingMultimodalServicer, PendingUnderstandingServicer
+from .services.multimodal import MultimodalServicer, image_limits_from
+from .services.understanding import UnderstandingServicer
 from .tasks import SERVICE_OF_TASK
 from .v1 import (
     generation_pb2,
@@ -72,13 +74,12 @@ class TokenwireServer:
         models_pb2_grpc.add_ModelsServicer_to_server(ModelsServicer(self.registry), self._server)
         generation_pb2_grpc.add_GenerationServicer_to_server(
             GenerationServicer(self.registry, self.engines), self._server)
-        understanding_pb2_grpc.add_UnderstandingServicer_to_server(
-            PendingUnderstandingServicer(self.registry), self._server)
-        multimodal_pb2_grpc.add_MultimodalServicer_to_server(
-            PendingMultimodalServicer(self.registry), self._server)
+        self.understanding = UnderstandingServicer(self.registry)
+        understanding_pb2_grpc.add_UnderstandingServicer_to_server(self.understanding, self._server)
+        self.multimodal = MultimodalServicer(self.registry, self.engines, image_limits_from(options))
+        multimodal_pb2_grpc.add_MultimodalServicer_to_server(self.multimodal, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server)
+        enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server)
 
     async def start(self) -> int:
         """Open the port (health all NOT_SERVING) and return the bound port."""
@@ -118,6 +119,8 @@ class TokenwireServer:
         self.interceptor.draining = True
         await self._server.stop(self.options.grace_period_s if grace is None else grace)
         await asyncio.to_thread(self.engines.close)
+        self.understanding.close()
+        self.multimodal.close()
 
     async def wait_for_termination(self) -> None:
         await self._server.wait_for_termination()

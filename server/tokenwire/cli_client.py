@@ -48,8 +48,9 @@ def _run(call: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
 
 def _image(path: str) -> Any:
     from .v1 import common_pb2
-    mime = mimetypes.guess_type(path)[0] or "application/octet-stream"
-    return common_pb2.Image(data=Path(path).read_bytes(), mime_type=mime)
+    # An unknown extension sends no mime type: the server then detects the format from the bytes.
+    mime = mimetypes.guess_type(path)[0] or ""
+    return common_pb2.Image(data=Path(path).read_bytes(), mime_type=mime if mime.startswith("image/") else "")
 
 
 # --- Models -----------------------------------------------------------------------------------
@@ -160,7 +161,8 @@ def _fill_mask(args: argparse.Namespace) -> int:
     from .v1 import understanding_pb2
     with _client(args) as c:
         reply = c.understanding.FillMask(understanding_pb2.FillMaskRequest(
-            model=args.model, text=args.text, top_k=args.top_k, targets=args.target_word or []),
+            model=args.model, text=args.text, top_k=args.top_k, targets=args.target_word or [],
+            truncate=args.truncate),
             timeout=args.timeout)
     if args.json:
         _print_json(reply)
@@ -175,7 +177,8 @@ def _next_sentence(args: argparse.Namespace) -> int:
     from .v1 import understanding_pb2
     with _client(args) as c:
         reply = c.understanding.NextSentence(understanding_pb2.NextSentenceRequest(
-            model=args.model, sentence_a=args.sentence_a, sentence_b=args.sentence_b), timeout=args.timeout)
+            model=args.model, sentence_a=args.sentence_a, sentence_b=args.sentence_b,
+            truncate=args.truncate), timeout=args.timeout)
     _print_json(reply) if args.json else print(f"is_next={reply.is_next} p={reply.is_next_probability:.4f}")
     return 0
 
@@ -184,7 +187,9 @@ def _answer(args: argparse.Namespace) -> int:
     from .v1 import understanding_pb2
     with _client(args) as c:
         reply = c.understanding.AnswerQuestion(understanding_pb2.AnswerQuestionRequest(
-            model=args.model, question=args.question, context=args.context, top_k=args.top_k),
+            model=args.model, question=args.question, context=args.context, top_k=args.top_k,
+            max_answer_length=args.max_answer_length, doc_stride=args.doc_stride,
+            handle_impossible_answer=args.handle_impossible_answer),
             timeout=args.timeout)
     if args.json:
         _print_json(reply)
@@ -213,7 +218,7 @@ def _embed(args: argparse.Namespace) -> int:
     with _client(args) as c:
         reply = c.multimodal.Embed(multimodal_pb2.EmbedRequest(
             model=args.model, texts=args.text or [], images=[_image(p) for p in args.image or []],
-            normalize=args.normalize), timeout=args.timeout)
+            normalize=args.normalize, truncate=args.truncate), timeout=args.timeout)
     if args.json:
         _print_json(reply)
     else:
@@ -277,9 +282,11 @@ def add_client_commands(sub: Any) -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--target-word", action="append", help="restrict candidates (repeatable)")
+    p.add_argument("--truncate", action="store_true", help="cut a text over the model's limit")
     p.add_argument("text")
     p = command("next-sentence", _next_sentence, "does sentence B follow sentence A?")
     p.add_argument("--model", required=True)
+    p.add_argument("--truncate", action="store_true", help="cut a pair over the model's limit")
     p.add_argument("sentence_a")
     p.add_argument("sentence_b")
     p = command("answer", _answer, "extract an answer to a question from a context")
@@ -287,6 +294,10 @@ def add_client_commands(sub: Any) -> None:
     p.add_argument("--question", required=True)
     p.add_argument("--context", required=True)
     p.add_argument("--top-k", type=int, default=1)
+    p.add_argument("--max-answer-length", type=int, default=0, help="tokens (default 15)")
+    p.add_argument("--doc-stride", type=int, default=0, help="window overlap in tokens (default 128)")
+    p.add_argument("--handle-impossible-answer", action="store_true",
+                   help="allow the empty answer when the model rates it best")
     p = command("classify-image", _classify_image, "zero-shot image classification")
     p.add_argument("--model", required=True)
     p.add_argument("--image", required=True)
@@ -297,3 +308,4 @@ def add_client_commands(sub: Any) -> None:
     p.add_argument("--text", action="append")
     p.add_argument("--image", action="append")
     p.add_argument("--normalize", action="store_true")
+    p.add_argument("--truncate", action="store_true", help="cut a text over the model's limit")

@@ -13,6 +13,8 @@
     device_map = "auto"          # optional: auto | balanced | balanced_low_0 | sequential |
                                  #   cpu | cuda | cuda:N | { module = device, ... }
     max_memory = { "0" = "20GiB", cpu = "64GiB" }
+    kv_cache_reserve = "auto"    # auto | a size: memory kept free for the KV cache
+    offload_folder = "offload"   # where disk-offloaded weights go (default: a temp dir)
     max_input_tokens = 2048      # limits; defaults derive from the model
     max_new_tokens = 512
     max_batch_size = 32
@@ -65,11 +67,16 @@ class ModelSpec:
     """None: the whole model on one device (the first GPU, else the CPU)."""
     max_memory: Mapping[str, int] | None = None
     """Bytes per device ("0", "1", …, "cpu", "disk")."""
+    kv_cache_reserve: int | None = None
+    """Bytes kept free for the KV cache of all layers; None: derived from max_batch_size and the
+    context (see tokenwire.models.placement)."""
+    offload_folder: str | None = None
+    """Directory for disk-offloaded weights (resolved); None: a temporary directory."""
     max_input_tokens: int | None = None
     max_new_tokens: int = 256
     max_batch_size: int = 32
     max_batch_tokens: int = 16384
-    """One-shot tasks: most (padded) tokens in one gathered batch."""
+    """Most padded prompt tokens in one forward: a generation prefill, or a one-shot batch."""
     max_wait_ms: float = 2.0
     """One-shot tasks: how long the first request of a batch waits for company."""
     max_queue: int = 256
@@ -94,6 +101,12 @@ class ServerSpec:
     auth_exempt: tuple[str, ...] = ("health", "reflection")
     """Services callable without a token when auth is on: any of health, reflection."""
     log_format: str = "text"
+    max_image_bytes: int = 32 * 2**20
+    """Largest encoded image accepted (Multimodal RPCs)."""
+    max_image_pixels: int = 50_000_000
+    """Largest decoded image (width × height): decompression bombs stop here."""
+    max_image_aspect_ratio: float = 100.0
+    max_images_per_request: int = 8
 
 
 @dataclass(frozen=True)
@@ -202,6 +215,17 @@ def _max_memory(value: Any) -> dict[str, int]:
     return out
 
 
+def _kv_cache_reserve(value: Any) -> int | None:
+    if value == "auto":
+        return None
+    if value == 0 and not isinstance(value, bool):
+        return 0
+    try:
+        return parse_memory(value)
+    except ValueError:
+        raise ValueError(f"must be \"auto\", 0 or a size like '8GiB', got {value!r}") from None
+
+
 # key → converter; the converter raises ValueError with a message that completes "<key> ...".
 _MODEL_KEYS: dict[str, Callable[[Any], Any]] = {
     "name": lambda v: _typed(v, str, "a string"),
@@ -215,6 +239,8 @@ _MODEL_KEYS: dict[str, Callable[[Any], Any]] = {
     "llm_int8_skip_modules": lambda v: tuple(_typed(v, list, "a list of module names")),
     "device_map": _device_map,
     "max_memory": _max_memory,
+    "kv_cache_reserve": _kv_cache_reserve,
+    "offload_folder": lambda v: _typed(v, str, "a directory path"),
     "max_input_tokens": _positive_int,
     "max_new_tokens": _positive_int,
     "max_batch_size": _positive_int,
@@ -237,6 +263,10 @@ _SERVER_KEYS: dict[str, Callable[[Any], Any]] = {
     "auth_token_file": lambda v: _existing_file(v),
     "auth_exempt": lambda v: _exempt(v),
     "log_format": _choice(("text", "json")),
+    "max_image_bytes": parse_memory,
+    "max_image_pixels": _positive_int,
+    "max_image_aspect_ratio": lambda v: max(1.0, _nonnegative_number(v)),
+    "max_images_per_request": _positive_int,
 }
 
 
@@ -302,6 +332,8 @@ def _parse_model(index: int, table: Any, base_dir: Path, problems: _Problems) ->
             values["path"], values["is_local"] = _resolve_path(values["path"], base_dir)
         except ValueError as exc:
             problems.add(f"{where}, key 'path'", str(exc))
+    if "offload_folder" in values:  # relative to the registry file, like 'path'; made at load time
+        values["offload_folder"] = str((base_dir / Path(values["offload_folder"]).expanduser()).resolve())
     if "name" not in values or "path" not in values or "is_local" not in values:
         return None
     known = {f.name for f in fields(ModelSpec)}

@@ -60,8 +60,16 @@ def _details(exc: TokenwireError) -> list[any_pb2.Any]:
     return packed
 
 
+def _is_out_of_memory(exc: BaseException) -> bool:
+    """torch.OutOfMemoryError (CUDA), without importing torch into the interceptor."""
+    return any(t.__name__ == "OutOfMemoryError" and t.__module__.startswith("torch") for t in type(exc).__mro__)
+
+
 def status_for(exc: BaseException, rid: str, method: str) -> tuple[grpc.StatusCode, str, tuple[tuple[str, Any], ...]]:
     """(code, message, trailing metadata) a client sees for `exc`; logs unexpected ones."""
+    if _is_out_of_memory(exc):
+        exc = ResourceExhausted("the model ran out of device memory on this request; retry later, "
+                                "or with a shorter input or fewer tokens")
     if isinstance(exc, TokenwireError):
         code, message, details = exc.code, exc.message, _details(exc)
     else:

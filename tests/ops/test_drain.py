@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_graceful_drain(demo_models_dir: Path) -> None:
-    proc = ServeProcess("--demo", "--demo-dir", str(demo_models_dir), "--grace-period", "30").start()
+    proc = ServeProcess("--demo", "--demo-dir", str(demo_models_dir), "--grace-period", "120").start()
     try:
         with Client(proc.target) as c:
             wait_serving(c, "")
@@ -40,7 +40,7 @@ def test_graceful_drain(demo_models_dir: Path) -> None:
             assert len(finals) == 16
             assert all(m.finish_reason == common_pb2.FINISH_REASON_LENGTH for m in finals)
             assert rest[-1].usage.completion_tokens == 16 * 1500
-        assert proc.proc.wait(60) == 0
+        assert proc.proc.wait(150) == 0
     finally:
         proc.kill()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from ..models.loader import LoadedModel
+from ..tasks import Task
 from .scheduler import Scheduler
 
 
@@ -14,12 +15,17 @@ class Engines:
         self._schedulers: dict[str, Scheduler] = {}
         self._lock = threading.Lock()
 
-    def get(self, model: LoadedModel) -> Scheduler:
+    def get(self, model: LoadedModel, task: Task = Task.GENERATE) -> Scheduler:
+        """The scheduler decoding `model.modules[task]` (keyed "name", or "name:task" for
+        tasks other than generate)."""
+        key = model.spec.name if task is Task.GENERATE else f"{model.spec.name}:{task.value}"
         with self._lock:
-            scheduler = self._schedulers.get(model.spec.name)
+            scheduler = self._schedulers.get(key)
             if scheduler is None or scheduler.model is not model:
-                scheduler = Scheduler(model, core_threads=self._core_threads)
-                self._schedulers[model.spec.name] = scheduler
+                if scheduler is not None:
+                    scheduler.close()
+                scheduler = Scheduler(model, task, core_threads=self._core_threads)
+                self._schedulers[key] = scheduler
             return scheduler
 
     def close(self) -> None:

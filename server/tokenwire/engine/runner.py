@@ -15,11 +15,26 @@ import torch
 from .kv_cache import BatchKV
 
 
+def execution_device(model: torch.nn.Module) -> torch.device:
+    """Where inputs go: accelerate's execution device when the model is dispatched (its first
+    parameters may sit on "meta" when offloaded to disk), else the first parameter's device."""
+    hook = getattr(model, "_hf_hook", None)
+    if hook is not None and getattr(hook, "execution_device", None) is not None:
+        return torch.device(hook.execution_device)
+    for name, device in (getattr(model, "hf_device_map", None) or {}).items():
+        if device not in ("disk", "meta"):
+            return torch.device(f"cuda:{device}" if isinstance(device, int) else device)
+    for parameter in model.parameters():
+        if parameter.device.type != "meta":
+            return parameter.device
+    return torch.device("cpu")
+
+
 class CausalLMRunner:
     def __init__(self, model: torch.nn.Module, pad_token_id: int) -> None:
         self.model = model
         self.pad_token_id = pad_token_id
-        self.device = next(model.parameters()).device
+        self.device = execution_device(model)
         params = inspect.signature(model.forward).parameters
         # transformers 5.24 renamed the keyword; the GPU machine still has 5.17.
         self._cache_kw = "cache" if "cache" in params and "past_key_values" not in params else "past_key_values"

@@ -88,10 +88,12 @@ class _ModelMetrics:
 
 
 class Scheduler:
-    def __init__(self, model: LoadedModel, *, core_threads: int = 1) -> None:
+    def __init__(self, model: LoadedModel, task: Task = Task.GENERATE, *, core_threads: int = 1) -> None:
+        """`task`: which of the model's modules decodes (GENERATE, or MULTIMODAL_CHAT for a
+        LLaVA-style model whose language model sits behind a vision tower)."""
         self.model = model
         self.spec = model.spec
-        module = model.modules[Task.GENERATE]
+        module = model.modules[task]
         self.defaults: GenerationDefaults = generation_defaults(module, model.spec.name)
         pad = model.special_token_ids.get("pad") or model.special_token_ids.get("eos") or [0]
         self.runner = CausalLMRunner(module, pad[0])
@@ -221,6 +223,12 @@ class Scheduler:
                         self._emit_sequence_end(request, dummy.stop(reason))
                     continue
                 if request.params.rows > free:
+                    break
+                # Prefill token budget: the padded prompt tokens of one batched prefill stay
+                # within max_batch_tokens (the first request always goes), which bounds the
+                # prefill's activation memory (see models/placement.py).
+                width = max([len(request.params.prompt_ids)] + [len(r.params.prompt_ids) for r in admitted])
+                if admitted and width * (len(admitted) + 1) > self.spec.max_batch_tokens:
                     break
                 free -= request.params.rows
                 admitted.append(self._waiting.popleft())

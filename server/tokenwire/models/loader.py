@@ -1,27 +1,40 @@
-"""Load one registry entry: config → tasks → weights (dtype, quantization, placement) → tokenizer.
+"""Load one registry entry: config → tasks → plan (quantization, placement) → weights → tokenizer.
 
 A checkpoint whose own architecture class serves every requested task is loaded once with that
 class (BertForPreTraining serves fill_mask and next_sentence with one set of weights); otherwise
-each task gets its Auto class. Loading runs in a worker thread; nothing here touches asyncio.
+each task gets its Auto class. Before any weight is read, each class is planned on a meta-device
+copy (`placement`): which layers bitsandbytes quantizes (`quantization`), which device each
+module goes to, and the memory kept free for serving; a plan that cannot work raises
+ModelLoadError naming the model, the registry key and what to change (the registry marks the
+model FAILED with it, like any load failure, and serves the others). Loading runs in a worker
+thread; nothing here touches asyncio.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
+import shutil
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 import transformers
 from transformers import AutoConfig, PretrainedConfig
 
-from ..config import ModelSpec
+from ..config import DEVICE_MAP_STRATEGIES, ModelSpec
 from ..tasks import Task, tasks_for_architecture
+from . import placement
+from . import quantization as qz
 from .generation_config import lenient_generation_config
+from .load_error import ModelLoadError
+from .placement import Reservation
 
 log = logging.getLogger(__name__)
 # Progress bars in a server log are noise (one per checkpoint shard, redrawn in place).
-transformers.utils.logging.disable_progress_bar()
+transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
 # Task → the Auto class that loads a model for it, when the checkpoint's own class does not.
 _AUTO_CLASS_OF_TASK: dict[Task, str] = {
@@ -36,12 +49,12 @@ _AUTO_CLASS_OF_TASK: dict[Task, str] = {
 # Tasks whose inputs go through a processor (images), not only a tokenizer.
 _PROCESSOR_TASKS = frozenset({Task.MULTIMODAL_CHAT, Task.CLASSIFY_IMAGE, Task.EMBED})
 _TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DEFAULT_MAX_INPUT_TOKENS = 8192
 # Config attributes that hold the context window, most specific first.
 _CONTEXT_ATTRS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
 
 
-class ModelLoadError(Exception):
-    """Loading failed for a reason the operator can fix; the message says what to change."""
+__all__ = ["LoadedModel", "ModelLoadError", "load_model", "read_architecture", "resolve_tasks"]
 
 
 @dataclass
@@ -59,7 +72,19 @@ class LoadedModel:
     max_input_tokens: int
     dtype: str
     device_map: dict[str, str] = field(default_factory=dict)
+    """Module → device label ("cpu", "cuda:0", "disk"); "" is the whole model."""
     memory_bytes: int = 0
+    quantization: str = "none"
+    """Effective scheme: the registry's, or the one a pre-quantized checkpoint was saved with."""
+    unquantized_modules: tuple[str, ...] = ()
+    """Modules (patterns) bitsandbytes leaves in full precision; empty when not quantized."""
+    placement: str = ""
+    """How the device map was made: a device ("cpu", "cuda:0"), a strategy, or "explicit"."""
+    memory_per_device: dict[str, int] = field(default_factory=dict)
+    """Device label → bytes of weights (and buffers) loaded there."""
+    reserved_per_device: dict[str, int] = field(default_factory=dict)
+    """Device label → bytes the plan keeps free for KV cache, activations and logits."""
+    reservation: Reservation | None = None
 
     vocab_size: int = 0
     """Ids the tokenizer can decode; the model's output layer may be larger."""
@@ -130,40 +155,115 @@ def _context_window(config: PretrainedConfig) -> int:
     return 2048
 
 
-def _torch_dtype(spec: ModelSpec) -> torch.dtype | str:
+def _load_dtype(spec: ModelSpec) -> torch.dtype | str:
+    """What from_pretrained gets: on GPU, "auto" keeps the checkpoint's dtype."""
     if spec.dtype != "auto":
         return _TORCH_DTYPES[spec.dtype]
     # On CPU, half precision is slow and inexact; the checkpoint's dtype is right for GPUs.
-    return "auto" if torch.cuda.is_available() else torch.float32
+    return "auto" if _targets_gpu(spec) else torch.float32
 
 
-def _quantization_config(spec: ModelSpec) -> Any | None:
-    if spec.quantization == "none":
-        return None
+def _plan_dtype(spec: ModelSpec, config: PretrainedConfig) -> torch.dtype:
+    """The dtype the weights will have, for planning (resolves "auto")."""
+    loaded = _load_dtype(spec)
+    if isinstance(loaded, torch.dtype):
+        return loaded
+    declared = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    if isinstance(declared, str):
+        declared = _TORCH_DTYPES.get(declared.removeprefix("torch."))
+    return declared if isinstance(declared, torch.dtype) else torch.float32
+
+
+def _targets_gpu(spec: ModelSpec) -> bool:
+    """Whether any part of the model is meant to compute on a GPU."""
+    requested = spec.device_map
+    if isinstance(requested, dict):
+        return any(isinstance(placement.parse_device(d), int) for d in requested.values())
+    if isinstance(requested, str) and requested not in DEVICE_MAP_STRATEGIES:
+        return isinstance(placement.parse_device(requested), int)
+    if spec.max_memory:
+        return any(isinstance(placement.parse_device(d), int) for d in spec.max_memory)
+    return torch.cuda.is_available()
+
+
+_TEMP_DIRS: list[str] = []
+
+
+@atexit.register
+def _remove_temp_dirs() -> None:
+    for path in _TEMP_DIRS:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _offload_folder(spec: ModelSpec) -> str:
+    if spec.offload_folder:
+        Path(spec.offload_folder).mkdir(parents=True, exist_ok=True)
+        return spec.offload_folder
+    path = tempfile.mkdtemp(prefix=f"tokenwire-offload-{spec.name}-")
+    _TEMP_DIRS.append(path)
+    return path
+
+
+@dataclass
+class _Planned:
+    shape: placement.Shape
+    plan: placement.Plan
+    skip: tuple[str, ...]
+
+
+def _plan(spec: ModelSpec, cls: Any, config: PretrainedConfig, tasks: tuple[Task, ...],
+          q: qz.Quantization, max_input: int, window: int,
+          budgets: dict[placement.Device, int] | None) -> _Planned:
+    dtype = _plan_dtype(spec, config)
     try:
-        import bitsandbytes  # noqa: F401  (presence check: transformers' message is obscure)
-    except ImportError as exc:
-        raise ModelLoadError(
-            f"key 'quantization' = {spec.quantization!r} needs bitsandbytes: "
-            "pip install 'tokenwire[quantization]', or set quantization = \"none\"") from exc
-    if spec.quantization == "int8":
-        return transformers.BitsAndBytesConfig(
-            load_in_8bit=True, llm_int8_threshold=spec.llm_int8_threshold,
-            llm_int8_skip_modules=list(spec.llm_int8_skip_modules) if spec.llm_int8_skip_modules else None)
-    compute = (torch.float32 if not torch.cuda.is_available() else torch.bfloat16) \
-        if spec.bnb_4bit_compute_dtype == "auto" else _TORCH_DTYPES[spec.bnb_4bit_compute_dtype]
-    return transformers.BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type=spec.quantization, bnb_4bit_compute_dtype=compute,
-        bnb_4bit_use_double_quant=spec.bnb_4bit_use_double_quant,
-        llm_int8_skip_modules=list(spec.llm_int8_skip_modules) if spec.llm_int8_skip_modules else None)
+        meta = placement.meta_model(cls, config, dtype, spec.trust_remote_code)
+    except Exception as exc:
+        raise ModelLoadError(f"cannot build model {spec.name!r} with {getattr(cls, '__name__', cls)} "
+                             f"to plan its placement: {exc}") from exc
+    skip = qz.skip_modules(spec, q, meta, tasks) if q.is_bnb else ()
+    reserve = placement.reservation(spec, config, tasks, meta, dtype.itemsize, max_input, window)
+    shape = placement.Shape(meta, dtype, reserve, q, skip)
+    plan = placement.plan_placement(shape, spec, budgets)
+    placement.check_devices(spec, plan)
+    if q.is_bnb:
+        if plan.uses_disk and not plan.gpus:
+            raise ModelLoadError(
+                f"model {spec.name!r}, key 'device_map': a {q.scheme}-quantized model cannot be "
+                f"offloaded to disk without a GPU (bitsandbytes keeps offloaded layers unquantized); "
+                f"give it the memory it needs in max_memory, or set quantization = \"none\"")
+        computing = {"cuda"} if plan.offloaded else plan.device_types()
+        qz.require_backend(spec, q, computing)
+    return _Planned(shape, plan, skip)
 
 
-def _device_map(spec: ModelSpec) -> str | dict[str, str]:
-    if spec.device_map is None:
-        return "cuda:0" if torch.cuda.is_available() else "cpu"
-    if isinstance(spec.device_map, str):
-        return spec.device_map
-    return dict(spec.device_map)
+def _load_kwargs(spec: ModelSpec, planned: _Planned, q: qz.Quantization,
+                 common: dict[str, Any]) -> dict[str, Any]:
+    kwargs = dict(common, device_map=dict(planned.plan.device_map))
+    if q.is_bnb and not q.from_checkpoint:
+        kwargs["quantization_config"] = qz.bnb_config(q, planned.skip, fp32_offload=planned.plan.offloaded)
+    if planned.plan.uses_disk:
+        kwargs["offload_folder"] = _offload_folder(spec)
+    return kwargs
+
+
+def _measure(model: torch.nn.Module, hf_map: dict[str, Any]) -> dict[str, int]:
+    """Bytes of every parameter and buffer, by the device the map gives its module."""
+    keys = sorted(hf_map, key=len, reverse=True)
+    out: dict[str, int] = {}
+    tensors = list(model.named_parameters()) + list(model.named_buffers())
+    for name, tensor in tensors:
+        key = next((k for k in keys if k == "" or name == k or name.startswith(k + ".")), None)
+        label = placement.device_label(placement.parse_device(hf_map[key])) if key is not None \
+            else str(tensor.device)
+        out[label] = out.get(label, 0) + qz.tensor_bytes(tensor)
+    return out
+
+
+def _remaining(plan: placement.Plan) -> dict[placement.Device, int] | None:
+    if not plan.budgets:
+        return None
+    return {placement.parse_device(label): budget - plan.weights.get(label, 0) - plan.reserved.get(label, 0)
+            for label, budget in plan.budgets.items()}
 
 
 def _classes_for(architecture: str, tasks: tuple[Task, ...]) -> dict[Task, Any]:
@@ -176,28 +276,27 @@ def _classes_for(architecture: str, tasks: tuple[Task, ...]) -> dict[Task, Any]:
 def _load_tokenizer(spec: ModelSpec, tasks: tuple[Task, ...]) -> tuple[Any, Any | None]:
     kwargs = {"trust_remote_code": spec.trust_remote_code, "revision": spec.revision}
     if _PROCESSOR_TASKS & set(tasks):
-        processor = transformers.AutoProcessor.from_pretrained(spec.path, **kwargs)
+        processor = transformers.AutoProcessor.from_pretrained(spec.path, **kwargs)  # type: ignore[no-untyped-call]
         return getattr(processor, "tokenizer", processor), processor
     return transformers.AutoTokenizer.from_pretrained(spec.path, **kwargs), None
 
 
 def load_model(spec: ModelSpec) -> LoadedModel:
-    """Load weights and tokenizer for one registry entry. Raises ModelLoadError."""
+    """Plan, then load weights and tokenizer for one registry entry. Raises ModelLoadError."""
     config, architecture = read_architecture(spec)
     tasks = resolve_tasks(spec, architecture)
+    window = _context_window(config)
+    # Unset: the model's window, capped so that the memory reserved for a full batch of the
+    # longest prompts stays sane on long-context models (128k windows); raise it explicitly.
+    max_input = min(spec.max_input_tokens or min(window, DEFAULT_MAX_INPUT_TOKENS), window)
+    q = qz.resolve(spec, config, _targets_gpu(spec))
     common: dict[str, Any] = {
-        "dtype": _torch_dtype(spec),
-        "device_map": _device_map(spec),
+        "dtype": _load_dtype(spec),
         "trust_remote_code": spec.trust_remote_code,
         "revision": spec.revision,
         # Pickled weights execute code on load; serve safetensors only.
         "use_safetensors": True,
     }
-    if spec.max_memory:
-        common["max_memory"] = {int(k) if k.isdigit() else k: v for k, v in spec.max_memory.items()}
-    quantization = _quantization_config(spec)
-    if quantization is not None:
-        common["quantization_config"] = quantization
     if spec.is_local and Task.GENERATE in tasks:
         generation_config = lenient_generation_config(spec.path, spec.name)
         if generation_config is not None:
@@ -205,29 +304,48 @@ def load_model(spec: ModelSpec) -> LoadedModel:
 
     modules: dict[Task, torch.nn.Module] = {}
     by_class: dict[Any, torch.nn.Module] = {}
+    plans: list[_Planned] = []
+    budgets: dict[placement.Device, int] | None = None
     for task, cls in _classes_for(architecture, tasks).items():
         if cls not in by_class:
+            planned = _plan(spec, cls, config, tasks, q, max_input, window, budgets)
+            log.info("model %s (%s): %s placement %s; reserved %s", spec.name, cls.__name__,
+                     planned.plan.strategy, planned.plan.device_map, planned.shape.reserve.describe())
             try:
-                by_class[cls] = cls.from_pretrained(spec.path, **common).eval()
+                by_class[cls] = cls.from_pretrained(spec.path, **_load_kwargs(spec, planned, q, common)).eval()
             except Exception as exc:
                 raise ModelLoadError(f"cannot load weights of model {spec.name!r} with "
                                      f"{cls.__name__}: {exc}") from exc
+            plans.append(planned)
+            budgets = _remaining(planned.plan)
         modules[task] = by_class[cls]
     tokenizer, processor = _load_tokenizer(spec, tasks)
 
     first = next(iter(by_class.values()))
+    memory: dict[str, int] = {}
+    reserved: dict[str, int] = {}
+    for model, planned in zip(by_class.values(), plans):
+        hf_map = getattr(model, "hf_device_map", None) or {"": str(next(model.parameters()).device)}
+        for label, nbytes in _measure(model, hf_map).items():
+            memory[label] = memory.get(label, 0) + nbytes
+        for label, nbytes in planned.plan.reserved.items():
+            reserved[label] = reserved.get(label, 0) + nbytes
     hf_map = getattr(first, "hf_device_map", None) or {"": str(next(first.parameters()).device)}
-    window = _context_window(config)
-    memory = sum(m.get_memory_footprint() for m in by_class.values())
     special_ids, special_texts = _special_tokens(tokenizer, first)
     return LoadedModel(
         spec=spec, tasks=tasks, architecture=architecture, config=config,
         tokenizer=tokenizer, processor=processor, modules=modules,
         max_total_tokens=window,
-        max_input_tokens=min(spec.max_input_tokens or window, window),
+        max_input_tokens=max_input,
         dtype=str(first.dtype).removeprefix("torch."),
-        device_map={k: str(v) for k, v in hf_map.items()},
-        memory_bytes=int(memory),
+        device_map={k: placement.device_label(placement.parse_device(v)) for k, v in hf_map.items()},
+        memory_bytes=sum(memory.values()),
+        quantization=q.scheme,
+        unquantized_modules=plans[0].skip,
+        placement=plans[0].plan.strategy,
+        memory_per_device=memory,
+        reserved_per_device=reserved,
+        reservation=plans[0].shape.reserve,
         vocab_size=len(tokenizer),
         special_token_ids=special_ids,
         special_tokens=special_texts,

@@ -49,6 +49,14 @@ def model_info(entry: ModelEntry) -> models_pb2.ModelInfo:
     info.max_total_tokens = loaded.max_total_tokens
     info.vocab_size = loaded.vocab_size
     info.memory_footprint_bytes = loaded.memory_bytes
+    info.quantization = loaded.quantization
+    info.placement = loaded.placement
+    info.memory_per_device.update(loaded.memory_per_device)
+    info.reserved_memory_per_device.update(loaded.reserved_per_device)
+    info.unquantized_modules.extend(loaded.unquantized_modules)
+    if loaded.reservation is not None and loaded.reservation.kv_layers:
+        info.kv_cache_reserved_bytes = loaded.reservation.kv_total
+        info.kv_cache_context_tokens = loaded.reservation.context
     info.embedding_dimensions = int(getattr(loaded.config, "projection_dim", 0) or 0) \
         if {Task.EMBED, Task.CLASSIFY_IMAGE} & set(loaded.tasks) else 0
     ids = loaded.special_token_ids

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -20,9 +20,11 @@ from ..tasks import Task
 from ..v1 import common_pb2, generation_pb2, generation_pb2_grpc
 from .generation_convert import SequenceBuilder, stream_message, usage
 
-# A stream ends with FINISH_REASON_TIME_LIMIT this long before the client's deadline, so the
-# last message reaches the client before gRPC cuts the call.
-STREAM_DEADLINE_MARGIN_S = 0.05
+# A stream ends with FINISH_REASON_TIME_LIMIT a little before the client's deadline, so the
+# last message reaches the client before gRPC cuts the call: 10% of the time left, at least
+# 50 ms (a decode step and a message on a loaded machine), at most 1 s.
+def stream_deadline_margin(remaining_s: float) -> float:
+    return min(1.0, max(0.05, 0.1 * remaining_s))
 
 
 class GenerationServicer(generation_pb2_grpc.GenerationServicer):
@@ -30,31 +32,14 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
         self._registry = registry
         self._engines = engines
 
-    async def _submit(self, request: Any, context: grpc.aio.ServicerContext, streaming: bool,
-                      task: Task = Task.GENERATE, parse: Any = parse_generate_request) -> tuple[GenerationRequest, LoadedModel]:
-        arrival = time.monotonic()
-        model = self._registry.resolve(request.model, task)
-        engine = self._engines.get(model)
-        # Tokenizing a long prompt takes milliseconds: off the event loop.
-        params: GenerationParams = await asyncio.to_thread(
-            parse, request, model, engine.defaults, engine.max_rows, arrival)
-        job = GenerationRequest(params, asyncio.get_running_loop())
-        remaining = context.time_remaining()
-        if remaining is not None:
-            client_deadline = arrival + remaining - (STREAM_DEADLINE_MARGIN_S if streaming else 0.0)
-            if job.deadline is None or client_deadline < job.deadline:
-                job.deadline, job.deadline_is_client = client_deadline, True
-        engine.submit(job)
-        return job, model
-
     async def Generate(self, request: generation_pb2.GenerateRequest,
                        context: grpc.aio.ServicerContext) -> generation_pb2.GenerateResponse:
-        job, model = await self._submit(request, context, streaming=False)
+        job, model = await submit(self._registry, self._engines, request, context, streaming=False)
         return await collect(job, context, model.spec.name)
 
     async def GenerateStream(self, request: generation_pb2.GenerateRequest,
                              context: grpc.aio.ServicerContext) -> AsyncIterator[generation_pb2.GenerateStreamResponse]:
-        job, model = await self._submit(request, context, streaming=True)
+        job, model = await submit(self._registry, self._engines, request, context, streaming=True)
         async for message in relay(job, model.spec.name):
             yield message
 
@@ -66,6 +51,26 @@ def _timing_trailers(job: GenerationRequest, event: Finished) -> None:
     add_trailers(("queue-ms", ms(job.admitted_at)), ("ttft-ms", ms(job.first_token_at)),
                  ("total-ms", ms(now)), ("prompt-tokens", str(event.prompt_tokens)),
                  ("generated-tokens", str(event.completion_tokens)))
+
+
+async def submit(registry: ModelRegistry, engines: Engines, request: Any, context: grpc.aio.ServicerContext,
+                 *, streaming: bool, task: Task = Task.GENERATE,
+                 parse: Callable[..., GenerationParams] = parse_generate_request) -> tuple[GenerationRequest, LoadedModel]:
+    """Resolve the model, validate the request with `parse` (off the event loop: tokenizing
+    and image processing take milliseconds), and queue it on the model's scheduler.
+    `parse(request, model, defaults, max_rows, arrival)` returns the GenerationParams."""
+    arrival = time.monotonic()
+    model = registry.resolve(request.model, task)
+    engine = engines.get(model, task)
+    params: GenerationParams = await asyncio.to_thread(parse, request, model, engine.defaults, engine.max_rows, arrival)
+    job = GenerationRequest(params, asyncio.get_running_loop())
+    remaining = context.time_remaining()
+    if remaining is not None:
+        client_deadline = arrival + remaining - (stream_deadline_margin(remaining) if streaming else 0.0)
+        if job.deadline is None or client_deadline < job.deadline:
+            job.deadline, job.deadline_is_client = client_deadline, True
+    engine.submit(job)
+    return job, model
 
 
 async def collect(job: GenerationRequest, context: grpc.aio.ServicerContext, model_name: str) -> generation_pb2.GenerateResponse:

@@ -1,4 +1,4 @@
-"""Servicers for the RPCs whose engines are still to come (Understanding, Multimodal).
+"""Servicers for RPCs whose engines are still to come (none at present: the table is empty).
 
 They already do what every real handler does first — find the model and check it serves the
 task (NOT_FOUND / FAILED_PRECONDITION / UNAVAILABLE) — then answer UNIMPLEMENTED saying so,
@@ -15,18 +15,9 @@ import grpc
 from ..errors import Unimplemented
 from ..models.registry import ModelRegistry
 from ..tasks import Task
-from ..v1 import multimodal_pb2_grpc, understanding_pb2_grpc
 
 # RPC name → (task, whether it streams, the issue that implements it).
-_PENDING: dict[str, tuple[Task, bool, str]] = {
-    "FillMask": (Task.FILL_MASK, False, "the Understanding service"),
-    "NextSentence": (Task.NEXT_SENTENCE, False, "the Understanding service"),
-    "AnswerQuestion": (Task.ANSWER_QUESTION, False, "the Understanding service"),
-    "MultimodalChat": (Task.MULTIMODAL_CHAT, False, "the Multimodal service"),
-    "MultimodalChatStream": (Task.MULTIMODAL_CHAT, True, "the Multimodal service"),
-    "ClassifyImage": (Task.CLASSIFY_IMAGE, False, "the Multimodal service"),
-    "Embed": (Task.EMBED, False, "the Multimodal service"),
-}
+_PENDING: dict[str, tuple[Task, bool, str]] = {}
 
 
 def _pending_method(rpc: str, task: Task, streams: bool, owner: str) -> Callable[..., Any]:
@@ -55,6 +46,3 @@ def _pending_servicer(base: type) -> type:
 
     return type(f"Pending{base.__name__}", (base,), {"__init__": __init__, **methods})
 
-
-PendingUnderstandingServicer = _pending_servicer(understanding_pb2_grpc.UnderstandingServicer)
-PendingMultimodalServicer = _pending_servicer(multimodal_pb2_grpc.MultimodalServicer)

@@ -1,0 +1,275 @@
+/**
+ * The TypeScript client against a real `tokenwire serve --demo --port 0`: every RPC of the
+ * protocol, a stream read to its end, cancelled streams, and INVALID_ARGUMENT decoding.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it, type TestContext } from "node:test";
+
+import {
+  Accumulator,
+  collect,
+  DecodingMethod,
+  FinishReason,
+  type GenerateRequest,
+  Metadata,
+  ModelState,
+  status,
+  Task,
+  TokenwireClient,
+  TokenwireError,
+  REQUEST_ID_KEY,
+  type DeepPartial,
+} from "../src/index.js";
+import { gradientPng } from "./png.js";
+import { startServer, type TestServer } from "./server.js";
+
+let server: TestServer;
+let client: TokenwireClient;
+
+before(async () => {
+  server = await startServer();
+  client = new TokenwireClient(server.target);
+  await client.waitServing("", 180_000);
+});
+
+after(async () => {
+  client?.close();
+  await server?.stop();
+});
+
+function greedy(prompt: string, maxNewTokens: number): DeepPartial<GenerateRequest> {
+  return {
+    model: "tiny-llama",
+    prompt,
+    method: DecodingMethod.DECODING_METHOD_GREEDY,
+    stopping: { maxNewTokens, ignoreEos: true },
+  };
+}
+
+/** Success, or UNIMPLEMENTED from a service still being built (accepted for now). */
+async function okOrPending<T>(t: TestContext, rpc: string, call: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await call();
+  } catch (err) {
+    if (err instanceof TokenwireError && err.code === status.UNIMPLEMENTED) {
+      t.diagnostic(`${rpc}: UNIMPLEMENTED on this server (accepted for now)`);
+      return undefined;
+    }
+    throw err;
+  }
+}
+
+async function rejectsWith(promise: Promise<unknown>, code: status): Promise<TokenwireError> {
+  try {
+    await promise;
+  } catch (err) {
+    assert.ok(err instanceof TokenwireError, `expected a TokenwireError, got ${err}`);
+    assert.equal(err.codeName, status[code]);
+    return err;
+  }
+  assert.fail(`expected ${status[code]}, the call succeeded`);
+}
+
+describe("health and models", () => {
+  it("reports SERVING for the server and its services", async () => {
+    for (const service of ["", "tokenwire.v1.Models", "tokenwire.v1.Generation"]) {
+      assert.ok(await client.isServing(service), `health of "${service}"`);
+    }
+  });
+
+  it("lists, describes and tokenizes", async () => {
+    const list = await client.listModels();
+    assert.deepEqual(
+      list.models.map((m) => m.name),
+      ["tiny-bert", "tiny-bert-qa", "tiny-clip", "tiny-gpt2", "tiny-llama", "tiny-llava"],
+    );
+    const gen = await client.listModels({ task: Task.TASK_GENERATE });
+    assert.deepEqual(gen.models.map((m) => m.name), ["tiny-gpt2", "tiny-llama"]);
+
+    const info = await client.getModelInfo({ model: "tiny-llama" });
+    assert.equal(info.state, ModelState.MODEL_STATE_READY);
+    assert.deepEqual(info.tasks, [Task.TASK_GENERATE]);
+    assert.ok(info.vocabSize > 0 && info.maxNewTokens > 0);
+    assert.equal(typeof info.memoryFootprintBytes, "bigint");
+
+    const text = "naïve café";
+    const tok = await client.tokenize({ model: "tiny-gpt2", text });
+    assert.ok(tok.ids.length > 0);
+    assert.equal(tok.tokens.length, tok.ids.length);
+    assert.equal(tok.offsets.at(-1)!.end, [...text].length); // code points, not UTF-16 units
+    const detok = await client.detokenize({ model: "tiny-gpt2", ids: tok.ids });
+    assert.equal(detok.text, text);
+  });
+
+  it("returns the x-request-id trailer, the client's own when sent", async () => {
+    let trailers: Metadata | undefined;
+    await client.listModels({}, { onTrailers: (md) => (trailers = md) });
+    assert.ok(String(trailers?.get(REQUEST_ID_KEY)[0] ?? "").length > 0);
+    await client.listModels({}, { requestId: "node-client-test-1", onTrailers: (md) => (trailers = md) });
+    assert.equal(String(trailers?.get(REQUEST_ID_KEY)[0]), "node-client-test-1");
+  });
+});
+
+describe("generation", () => {
+  it("generates greedily and samples reproducibly with a seed", async () => {
+    const resp = await client.generate(greedy("Once upon a time", 16));
+    assert.equal(resp.sequences.length, 1);
+    assert.equal(resp.sequences[0].tokenIds.length, 16);
+    assert.equal(resp.sequences[0].finishReason, FinishReason.FINISH_REASON_LENGTH);
+    assert.equal(resp.usage?.completionTokens, 16);
+    assert.equal(resp.model, "tiny-llama");
+
+    // A seed above 2^53 round-trips exactly (uint64 as bigint).
+    const seed = 2n ** 63n + 12345n;
+    const req = {
+      ...greedy("The weather", 8),
+      method: DecodingMethod.DECODING_METHOD_SAMPLE,
+      sampling: { seed },
+      numReturnSequences: 2,
+    };
+    const [a, b] = await Promise.all([client.generate(req), client.generate(req)]);
+    assert.equal(a.seed, seed);
+    assert.equal(a.sequences.length, 2);
+    assert.deepEqual(a.sequences[0].tokenIds, b.sequences[0].tokenIds);
+  });
+
+  it("streams a generation to its end, folding into what Generate returns", async () => {
+    const req = greedy("It was a dark and stormy night", 24);
+    const want = await client.generate(req);
+    const acc = new Accumulator();
+    let messages = 0;
+    for await (const msg of client.generateStream(req)) {
+      if (messages === 0) assert.equal(msg.model, "tiny-llama");
+      messages++;
+      acc.add(msg);
+    }
+    assert.ok(messages >= 2, `${messages} messages`);
+    const got = acc.response;
+    assert.equal(got.usage?.completionTokens, 24);
+    assert.equal(got.sequences[0].text, want.sequences[0].text);
+    assert.deepEqual(got.sequences[0].tokenIds, want.sequences[0].tokenIds);
+    assert.equal(got.sequences[0].finishReason, FinishReason.FINISH_REASON_LENGTH);
+
+    const folded = await collect(client.generateStream(req));
+    assert.equal(folded.sequences[0].text, want.sequences[0].text);
+  });
+
+  it("cancels a stream with an AbortSignal (CANCELLED), and the server stays healthy", async () => {
+    const controller = new AbortController();
+    let tokens = 0;
+    const started = Date.now();
+    const err = await rejectsWith(
+      (async () => {
+        for await (const msg of client.generateStream(greedy("A very long story", 2000), { signal: controller.signal })) {
+          if (msg.tokenIds.length > 0 && ++tokens === 2) controller.abort();
+        }
+      })(),
+      status.CANCELLED,
+    );
+    assert.equal(tokens, 2);
+    assert.ok(Date.now() - started < 30_000);
+    assert.equal(err.code, status.CANCELLED);
+    const after = await client.generate(greedy("still alive?", 4));
+    assert.equal(after.sequences[0].tokenIds.length, 4);
+  });
+
+  it("cancels a stream when the loop breaks early", async () => {
+    let seen = 0;
+    for await (const msg of client.generateStream(greedy("Break early", 2000))) {
+      if (msg.tokenIds.length > 0 && ++seen === 3) break;
+    }
+    assert.equal(seen, 3);
+    const resp = await client.generate(greedy("still alive?", 4));
+    assert.equal(resp.sequences[0].tokenIds.length, 4);
+  });
+
+  it("decodes INVALID_ARGUMENT's field violation, unary and streamed", async () => {
+    const bad = { ...greedy("x", 4), method: DecodingMethod.DECODING_METHOD_SAMPLE, sampling: { topP: 1.5 } };
+    const err = await rejectsWith(client.generate(bad), status.INVALID_ARGUMENT);
+    assert.match(err.field("sampling.top_p") ?? "", /top_p/);
+    assert.ok(err.requestId, "request id");
+    assert.match(err.message, /INVALID_ARGUMENT.*sampling\.top_p/);
+
+    const streamed = await rejectsWith(collect(client.generateStream(bad)), status.INVALID_ARGUMENT);
+    assert.ok(streamed.field("sampling.top_p"));
+    assert.ok(streamed.requestId);
+
+    const detok = await rejectsWith(
+      client.detokenize({ model: "tiny-gpt2", ids: [1, 2, 2 ** 30] }),
+      status.INVALID_ARGUMENT,
+    );
+    assert.ok(detok.field("ids[2]"), JSON.stringify(detok.fieldViolations));
+  });
+
+  it("maps unknown models and missing tasks to NOT_FOUND and FAILED_PRECONDITION", async () => {
+    const nf = await rejectsWith(client.generate({ model: "no-such-model", prompt: "x" }), status.NOT_FOUND);
+    assert.ok(nf.requestId);
+    await rejectsWith(client.generate({ model: "tiny-bert", prompt: "x" }), status.FAILED_PRECONDITION);
+  });
+});
+
+describe("understanding", () => {
+  it("fills masks, scores sentence pairs, answers questions", async (t) => {
+    const fill = await okOrPending(t, "FillMask", () =>
+      client.fillMask({ model: "tiny-bert", text: "The capital of France is [MASK].", topK: 3 }),
+    );
+    if (fill) {
+      assert.equal(fill.masks.length, 1);
+      assert.equal(fill.masks[0].candidates.length, 3);
+    }
+    const nsp = await okOrPending(t, "NextSentence", () =>
+      client.nextSentence({ model: "tiny-bert", sentenceA: "I went to the store.", sentenceB: "I bought milk." }),
+    );
+    if (nsp) assert.ok(Math.abs(nsp.isNextProbability + nsp.notNextProbability - 1) < 1e-4);
+
+    const context = "Paris is the capital of France. It has the Eiffel Tower.";
+    const qa = await okOrPending(t, "AnswerQuestion", () =>
+      client.answerQuestion({ model: "tiny-bert-qa", question: "What is the capital of France?", context, topK: 2 }),
+    );
+    for (const a of qa?.answers ?? []) {
+      assert.equal([...context].slice(a.start, a.end).join(""), a.text);
+    }
+  });
+});
+
+describe("multimodal", () => {
+  const image = { data: gradientPng(), mimeType: "image/png" };
+  const chat = {
+    model: "tiny-llava",
+    messages: [{ role: "user", parts: [{ image }, { text: "What is in this picture?" }] }],
+    stopping: { maxNewTokens: 8 },
+  };
+
+  it("chats about an image, unary and streamed", async (t) => {
+    const reply = await okOrPending(t, "MultimodalChat", () => client.multimodalChat(chat));
+    if (reply) {
+      assert.equal(reply.sequences.length, 1);
+      assert.notEqual(reply.sequences[0].finishReason, FinishReason.FINISH_REASON_UNSPECIFIED);
+    }
+    const streamed = await okOrPending(t, "MultimodalChatStream", () => collect(client.multimodalChatStream(chat)));
+    if (streamed) {
+      assert.equal(streamed.sequences.length, 1);
+      assert.notEqual(streamed.sequences[0].finishReason, FinishReason.FINISH_REASON_UNSPECIFIED);
+    }
+  });
+
+  it("classifies and embeds", async (t) => {
+    const labels = ["a cat", "a dog", "a gradient"];
+    const cls = await okOrPending(t, "ClassifyImage", () => client.classifyImage({ model: "tiny-clip", image, labels }));
+    if (cls) {
+      assert.equal(cls.scores.length, labels.length);
+      assert.ok(Math.abs(cls.scores.reduce((s, x) => s + x.score, 0) - 1) < 1e-3);
+      for (let i = 1; i < cls.scores.length; i++) assert.ok(cls.scores[i - 1].score >= cls.scores[i].score);
+    }
+    const emb = await okOrPending(t, "Embed", () =>
+      client.embed({ model: "tiny-clip", texts: ["a photo of a cat"], images: [image], normalize: true }),
+    );
+    if (emb) {
+      assert.equal(emb.embeddings.length, 2);
+      for (const e of emb.embeddings) {
+        assert.equal(e.values.length, emb.dimensions);
+        assert.ok(Math.abs(Math.hypot(...e.values) - 1) < 1e-3);
+      }
+    }
+  });
+});
