@@ -65,19 +65,14 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
-// okOrPending accepts a success, or UNIMPLEMENTED from an RPC whose service is still
-// being built; anything else fails the test. It reports whether the call succeeded.
-func okOrPending(t *testing.T, rpc string, err error) bool {
+// ok fails the test unless the call succeeded; it returns true so call sites read
+// `if ok(t, "Rpc", err) { …checks… }`.
+func ok(t *testing.T, rpc string, err error) bool {
 	t.Helper()
-	if err == nil {
-		return true
+	if err != nil {
+		t.Fatalf("%s: %v", rpc, err)
 	}
-	if e := tokenwire.AsError(err); e.Code == codes.Unimplemented {
-		t.Logf("%s: UNIMPLEMENTED on this server (accepted for now): %s", rpc, e.Message)
-		return false
-	}
-	t.Fatalf("%s: %v", rpc, err)
-	return false
+	return true
 }
 
 func greedy(prompt string, maxNew uint32) *pb.GenerateRequest {
@@ -362,14 +357,14 @@ func TestStatusCodes(t *testing.T) {
 func TestUnderstanding(t *testing.T) {
 	ctx := ctxT(t)
 	fill, err := client.Understanding.FillMask(ctx, &pb.FillMaskRequest{Model: "tiny-bert", Text: "The capital of France is [MASK].", TopK: 3})
-	if okOrPending(t, "FillMask", err) {
+	if ok(t, "FillMask", err) {
 		if len(fill.GetMasks()) != 1 || len(fill.GetMasks()[0].GetCandidates()) != 3 {
 			t.Errorf("FillMask = %v, want one mask with 3 candidates", fill)
 		}
 	}
 	nsp, err := client.Understanding.NextSentence(ctx, &pb.NextSentenceRequest{
 		Model: "tiny-bert", SentenceA: "I went to the store.", SentenceB: "I bought some milk."})
-	if okOrPending(t, "NextSentence", err) {
+	if ok(t, "NextSentence", err) {
 		if sum := nsp.GetIsNextProbability() + nsp.GetNotNextProbability(); math.Abs(float64(sum)-1) > 1e-4 {
 			t.Errorf("NextSentence probabilities sum to %v", sum)
 		}
@@ -377,7 +372,7 @@ func TestUnderstanding(t *testing.T) {
 	context := "Paris is the capital of France. It has the Eiffel Tower."
 	qa, err := client.Understanding.AnswerQuestion(ctx, &pb.AnswerQuestionRequest{
 		Model: "tiny-bert-qa", Question: "What is the capital of France?", Context: context, TopK: 2})
-	if okOrPending(t, "AnswerQuestion", err) {
+	if ok(t, "AnswerQuestion", err) {
 		runes := []rune(context)
 		for _, a := range qa.GetAnswers() {
 			if a.GetEnd() < a.GetStart() || int(a.GetEnd()) > len(runes) || string(runes[a.GetStart():a.GetEnd()]) != a.GetText() {
@@ -400,7 +395,7 @@ func TestMultimodal(t *testing.T) {
 		Stopping: &pb.StoppingParams{MaxNewTokens: &maxNew},
 	}
 	reply, err := client.Multimodal.MultimodalChat(ctx, chat)
-	if okOrPending(t, "MultimodalChat", err) {
+	if ok(t, "MultimodalChat", err) {
 		if len(reply.GetSequences()) != 1 || reply.GetSequences()[0].GetFinishReason() == pb.FinishReason_FINISH_REASON_UNSPECIFIED {
 			t.Errorf("MultimodalChat = %v", reply)
 		}
@@ -415,7 +410,7 @@ func TestMultimodal(t *testing.T) {
 		}
 		acc.Add(msg)
 	}
-	if okOrPending(t, "MultimodalChatStream", streamErr) {
+	if ok(t, "MultimodalChatStream", streamErr) {
 		seqs := acc.Response().GetSequences()
 		if len(seqs) != 1 || seqs[0].GetFinishReason() == pb.FinishReason_FINISH_REASON_UNSPECIFIED {
 			t.Errorf("MultimodalChatStream folded to %v", seqs)
@@ -424,7 +419,7 @@ func TestMultimodal(t *testing.T) {
 
 	labels := []string{"a cat", "a dog", "a gradient"}
 	cls, err := client.Multimodal.ClassifyImage(ctx, &pb.ClassifyImageRequest{Model: "tiny-clip", Image: img, Labels: labels})
-	if okOrPending(t, "ClassifyImage", err) {
+	if ok(t, "ClassifyImage", err) {
 		scores := cls.GetScores()
 		var sum float64
 		for _, s := range scores {
@@ -437,7 +432,7 @@ func TestMultimodal(t *testing.T) {
 	}
 
 	emb, err := client.Multimodal.Embed(ctx, &pb.EmbedRequest{Model: "tiny-clip", Texts: []string{"a photo of a cat"}, Images: []*pb.Image{img}, Normalize: true})
-	if okOrPending(t, "Embed", err) {
+	if ok(t, "Embed", err) {
 		if len(emb.GetEmbeddings()) != 2 || emb.GetDimensions() == 0 {
 			t.Fatalf("Embed = %v", emb)
 		}
