@@ -1,4 +1,4 @@
-"""Status codes of PROTOCOL.md for what this version does not do yet, and for the unexpected."""
+"""Status codes of PROTOCOL.md: wrong task, unknown model, request ids, and the unexpected."""
 
 from __future__ import annotations
 
@@ -35,16 +35,7 @@ def test_wrong_task_is_failed_precondition_naming_the_tasks(client: Client) -> N
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "generate" in err.details()
 
 
-@pytest.mark.parametrize("stub, rpc, request_, model", [
-])
-def test_pending_rpcs_say_unimplemented(client: Client, stub: str, rpc: str, request_, model: str) -> None:  # type: ignore[no-untyped-def]
-    err = _error(getattr(getattr(client, stub), rpc), request_(model=model))
-    assert err.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert f"{rpc} is not implemented yet" in err.details()
-    assert request_id(err)
-
-
-def test_unknown_model_on_pending_rpc_is_not_found(client: Client) -> None:
+def test_unknown_model_is_not_found_on_every_service(client: Client) -> None:
     err = _error(client.generation.GenerateStream, generation_pb2.GenerateRequest(model="nope"))
     assert err.code() == grpc.StatusCode.NOT_FOUND
     err = _error(client.multimodal.Embed, multimodal_pb2.EmbedRequest())
