@@ -204,6 +204,11 @@ def main() -> int:
     if args.write_config:
         args.write_config.write_text(registry(paths))
         print(f"wrote {args.write_config}: serve it with tokenwire serve --config {args.write_config}")
+        for name in [n for m in paths for n in (m, f"{m}-b1")]:
+            # ghz cycles through an array of messages, one per call: the same texts as here.
+            data = args.write_config.with_name(f"{args.write_config.stem}-ghz-{name}.json")
+            data.write_text(json.dumps([{"model": name, "text": t, "topK": 5} for t in TEXTS]))
+            print(f"wrote {data}")
         return 0
     config = Path(tempfile.mkdtemp()) / "bench.toml"
     config.write_text(registry(paths))

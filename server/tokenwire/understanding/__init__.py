@@ -7,11 +7,12 @@ Every request goes through the same four steps, each in its own place:
    model's limits (``InvalidArgument`` naming the field), tokenize, find what the heads must
    read (mask positions, the pooled output, span logits).
 2. **batch** (``runner.EncoderRunner``): the rows of concurrent requests to one model are
-   gathered by the ``DynamicBatcher`` into one right-padded forward on the model's own
-   thread; each row reads only its own, unpadded, slice of the outputs.
-3. **select** (``fill_mask.select`` / ``next_sentence.probabilities``), still on the model
-   thread while the tensors are at hand: softmax and top-k, so only a few numbers per row
-   leave it. QA rows hand back their start/end logits.
+   gathered by the ``DynamicBatcher`` into right-padded forwards (rows of similar length
+   together) on the model's own thread; ``heads.EncoderHeads`` runs only the heads the rows
+   need, and each row reads only its own, unpadded, slice of the outputs.
+3. **select** (``fill_mask.select`` / ``next_sentence.probabilities`` /
+   ``qa_spans.span_logits``), still on the model thread while the tensors are at hand:
+   softmax and top-k, so only a few numbers per row leave it (QA: the window's logits).
 4. **finish** (``fill_mask.candidates`` / ``qa_spans.best_answers``), in a worker thread
    again: decode candidate sequences, score and merge answer spans over windows.
 
