@@ -18,15 +18,11 @@ SamplingParams edits_only(SamplingParams p) {
   return p;
 }
 
-// log_softmax's (max, log-sum) of the row; the chunk maxima it reads are kept for the selection.
-Shift log_softmax_shift(const RowRef& row, int64_t limit, Workspace& ws, kernels::RowMaxima& maxima) {
-  kernels::row_maxima(row, limit, maxima, ws.convert_buf);
-  const float* x = row.f32();
-  if (!x) {
-    kernels::load_row(row, limit, ws.dense);
-    x = ws.dense.data();
-  }
-  const double s = kernels::sum_exp_shifted(x, limit, maxima.max);
+// log_softmax's (max, log-sum) of the row, in one read of it; the chunk maxima that read
+// leaves are kept for the selection. `next`: the row read after this one, for prefetching.
+Shift log_softmax_shift(const RowRef& row, int64_t limit, Workspace& ws, kernels::RowMaxima& maxima,
+                        const float* next) {
+  const double s = kernels::row_maxima_sum_exp(row, limit, maxima, ws.convert_buf, next);
   return Shift{maxima.max, static_cast<float>(std::log(s))};
 }
 }  // namespace
@@ -77,8 +73,10 @@ void BeamSearch::step(const LogitsView& logits, int64_t first_row, int32_t* pare
   std::vector<Candidate> best;
   for (int32_t b = 0; b < nb; ++b) {
     if (b == 0 || generated_ > 0) {
-      const RowRef row(logits, first_row + (generated_ == 0 ? 0 : b));
-      const Shift shift = log_softmax_shift(row, limit, ws, ws.maxima);
+      const int64_t r = first_row + (generated_ == 0 ? 0 : b);
+      const RowRef row(logits, r);
+      const float* next = r + 1 < logits.rows ? RowRef(logits, r + 1).f32() : nullptr;
+      const Shift shift = log_softmax_shift(row, limit, ws, ws.maxima, next);
       const History* hp = nullptr;
       History h;
       if (!chain_.edits().empty()) {

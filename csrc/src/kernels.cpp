@@ -12,6 +12,7 @@
 // Function multiversioning: the exp-heavy and compare-heavy loops are compute-bound on one core
 // and run ~2× faster 8-wide; the loader picks the clone once (ifunc), and every x86-64 CPU
 // still runs the baseline clone.
+#define TW_ALWAYS_INLINE inline __attribute__((always_inline))
 #if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(TOKENWIRE_NO_MULTIVERSION)
 #define TW_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
@@ -22,23 +23,25 @@ namespace tokenwire::kernels {
 
 namespace {
 constexpr int64_t kChunk = 4096;   // conversion block for 16-bit rows (16 KiB of floats, in L1)
-constexpr int64_t kChunkMax = 64;  // entries per chunk maximum in top_candidates
+constexpr int64_t kChunkMax = kChunkSize;  // entries per chunk maximum in top_candidates
 
 // GCC/Clang vector extensions: 16 floats, one zmm register in the AVX-512 clone, two ymm in the
 // AVX2 one, four xmm in the baseline one. Same operations in the same order in all of them,
-// hence the same results.
+// hence the same results. The helpers taking or returning these types are always inlined: a
+// clone calling an out-of-line baseline copy (what -O0 would otherwise emit) passes the 64-byte
+// vectors in registers the callee does not read them from, and corrupts the stack.
 typedef float v8f __attribute__((vector_size(64)));
 typedef int32_t v8i __attribute__((vector_size(64)));
 constexpr int kW = 16;
 
-inline v8f load(const float* p) {
+TW_ALWAYS_INLINE v8f load(const float* p) {
   v8f v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-inline v8f splat(float x) { return v8f{} + x; }
-inline v8f vmax(v8f a, v8f b) { return a > b ? a : b; }  // NaN in `a` loses
-inline float hmax(v8f v) {
+TW_ALWAYS_INLINE v8f splat(float x) { return v8f{} + x; }
+TW_ALWAYS_INLINE v8f vmax(v8f a, v8f b) { return a > b ? a : b; }  // NaN in `a` loses
+TW_ALWAYS_INLINE float hmax(v8f v) {
   float m = v[0];
   for (int j = 1; j < kW; ++j) m = v[j] > m ? v[j] : m;
   return m;
@@ -46,7 +49,7 @@ inline float hmax(v8f v) {
 
 // exp(x) for x <= 0 (clamped at -87 so the result stays a normal float): Cody-Waite range
 // reduction plus the Cephes expf polynomial, ~1 ulp.
-inline v8f exp_nonpos(v8f x) {
+TW_ALWAYS_INLINE v8f exp_nonpos(v8f x) {
   x = vmax(x, splat(-87.0f));
   const v8f n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
   v8f r = x - n * 0.693145751953125f;
@@ -59,7 +62,9 @@ inline v8f exp_nonpos(v8f x) {
   p = p * r + 5.0000001201e-1f;
   const v8f e = p * r * r + r + 1.0f;
   const v8i bits = (__builtin_convertvector(n, v8i) + 127) << 23;
-  return e * reinterpret_cast<const v8f&>(bits);
+  v8f scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return e * scale;
 }
 }  // namespace
 
@@ -98,9 +103,15 @@ TW_CLONES double sum_exp_shifted(const float* x, int64_t n, float shift) {
 }
 
 double log_sum_exp(const float* x, int64_t n) {
-  const float m = max_value(x, n);
+  // The fused one-read pass (softmax_pass.cpp): faster than max_value + sum_exp_shifted, and
+  // its float sums run over 32 terms, not thousands.
+  thread_local RowMaxima maxima;
+  thread_local std::vector<float> buf;
+  const LogitsView view{x, DType::kFloat32, 1, n, n};
+  const double s = row_maxima_sum_exp(RowRef(view, 0), n, maxima, buf);
+  const float m = maxima.max;
   if (!std::isfinite(m)) return m;
-  return static_cast<double>(m) + std::log(sum_exp_shifted(x, n, m));
+  return static_cast<double>(m) + std::log(s);
 }
 
 TW_CLONES int64_t count_greater(const float* x, int64_t n, float v) {
@@ -140,13 +151,14 @@ struct Selection {
 
   void push_block(const float* x, int64_t n, int64_t offset) {
     int64_t j = 0;
-    for (; j + kW <= n; j += kW) {
-      const v8i hit = load(x + j) >= thr;
-      uint64_t w[sizeof(v8i) / 8];
-      std::memcpy(w, &hit, sizeof w);
-      uint64_t any = 0;
-      for (uint64_t v : w) any |= v;
-      if (any) push_scalar(x + j, kW, offset + j);
+    for (; j + 64 <= n; j += 64) {
+      for (uint64_t m = at_least_mask64(x + j, thr); m; m &= m - 1) {
+        const int64_t i = j + __builtin_ctzll(m);
+        if (x[i] >= thr) {  // thr rises when compact() runs
+          out.push_back({x[i], static_cast<int32_t>(offset + i)});
+          if (out.size() >= cap) compact();
+        }
+      }
     }
     push_scalar(x + j, n - j, offset + j);
   }
@@ -188,21 +200,7 @@ void scan(const float* x, int64_t n, int64_t offset, Selection& s, float* maxima
 
 }  // namespace
 
-void row_maxima(const RowRef& row, int64_t n, RowMaxima& out, std::vector<float>& convert_buf) {
-  const int64_t chunks = (n + kChunkMax - 1) / kChunkMax;
-  out.chunk.resize(chunks);
-  if (const float* x = row.f32()) {
-    chunk_maxima(x, n, out.chunk.data());
-  } else {
-    convert_buf.resize(kChunk);
-    for (int64_t b = 0; b < n; b += kChunk) {  // kChunk is a multiple of kChunkMax
-      const int64_t len = std::min(kChunk, n - b);
-      row.convert(b, len, convert_buf.data());
-      chunk_maxima(convert_buf.data(), len, out.chunk.data() + b / kChunkMax);
-    }
-  }
-  out.max = max_value(out.chunk.data(), chunks);
-}
+// row_maxima: see softmax_pass.cpp (the same block walk as row_maxima_sum_exp).
 
 // Two passes, the second over a few chunks only: if k chunks (free of excluded ids) have a
 // maximum >= t, then k non-excluded entries are >= t, so every member of their top k is, and
@@ -239,28 +237,51 @@ void top_candidates(const RowRef& row, int64_t n, int64_t k, const std::vector<C
     row_maxima(row, n, own, convert_buf);
     maxima = &own;
   }
-  constexpr int64_t kGroup = 16;
+  constexpr int64_t kGroup = kGroupChunks;  // as RowMaxima::group
   const int64_t groups = (chunks + kGroup - 1) / kGroup;
-  // convert_buf: [clean maxima | group maxima | selection scratch | one converted chunk]
-  convert_buf.resize(2 * chunks + groups + kChunkMax);
+  // convert_buf: [clean maxima | raw group maxima | clean group maxima | selection scratch |
+  //               one converted chunk]
+  convert_buf.resize(2 * chunks + 2 * groups + kChunkMax);
   float* clean = convert_buf.data();
-  float* gmax = clean + chunks;
+  float* graw = clean + chunks;
+  float* gmax = graw + groups;
   float* pick = gmax + groups;
   float* block = pick + chunks;
   const float ninf = -std::numeric_limits<float>::infinity();
+  auto group_max = [&](const float* cm, int64_t g) {
+    return max_value(cm + g * kGroup, std::min(kGroup, chunks - g * kGroup));
+  };
+  if (static_cast<int64_t>(maxima->group.size()) == groups) {
+    std::copy(maxima->group.begin(), maxima->group.end(), graw);
+  } else {
+    for (int64_t g = 0; g < groups; ++g) graw[g] = group_max(maxima->chunk.data(), g);
+  }
   std::copy(maxima->chunk.begin(), maxima->chunk.end(), clean);
-  for (const auto& e : excluded) clean[e.id / kChunkMax] = ninf;
+  std::copy(graw, graw + groups, gmax);
+  if (!excluded.empty()) {
+    const float nan = std::numeric_limits<float>::quiet_NaN();  // "recompute": maxima are never NaN
+    for (const auto& e : excluded) {
+      clean[e.id / kChunkMax] = ninf;
+      gmax[e.id / kChunkMax / kGroup] = nan;
+    }
+    for (int64_t g = 0; g < groups; ++g) {
+      if (gmax[g] != gmax[g]) gmax[g] = group_max(clean, g);
+    }
+  }
   auto greater = [](float a, float b) { return a > b; };
   float thr;
   if (k == 1) {
-    thr = max_value(clean, chunks);
+    thr = max_value(gmax, groups);
   } else if (k * 2 <= groups) {
-    for (int64_t g = 0; g < groups; ++g) gmax[g] = max_value(clean + g * kGroup, std::min(kGroup, chunks - g * kGroup));
-    std::nth_element(gmax, gmax + (k - 1), gmax + groups, greater);
-    const float t1 = gmax[k - 1];  // at least k clean chunks reach it
+    std::copy(gmax, gmax + groups, pick);
+    std::nth_element(pick, pick + (k - 1), pick + groups, greater);
+    const float t1 = pick[k - 1];  // at least k clean chunks reach it
     int64_t m = 0;
-    for (int64_t c = 0; c < chunks; ++c) {
-      if (clean[c] >= t1) pick[m++] = clean[c];
+    for (int64_t g = 0; g < groups; ++g) {
+      if (!(gmax[g] >= t1)) continue;
+      for (int64_t c = g * kGroup, end = std::min(chunks, c + kGroup); c < end; ++c) {
+        if (clean[c] >= t1) pick[m++] = clean[c];
+      }
     }
     std::nth_element(pick, pick + (k - 1), pick + m, greater);
     thr = pick[k - 1];
@@ -272,12 +293,15 @@ void top_candidates(const RowRef& row, int64_t n, int64_t k, const std::vector<C
   if (!(thr > ninf)) return streaming();  // mostly -inf / NaN rows
   s.thr = thr;
   s.cap = std::numeric_limits<size_t>::max() / 4;  // everything >= thr is kept; trimmed below
-  for (int64_t c = 0; c < chunks; ++c) {
-    if (!(maxima->chunk[c] >= thr)) continue;
-    const int64_t b = c * kChunkMax, len = std::min(kChunkMax, n - b);
-    const float* p = x ? x + b : block;
-    if (!x) row.convert(b, len, block);
-    s.push_block(p, len, b);
+  for (int64_t g = 0; g < groups; ++g) {
+    if (!(graw[g] >= thr)) continue;
+    for (int64_t c = g * kGroup, end = std::min(chunks, c + kGroup); c < end; ++c) {
+      if (!(maxima->chunk[c] >= thr)) continue;
+      const int64_t b = c * kChunkMax, len = std::min(kChunkMax, n - b);
+      const float* p = x ? x + b : block;
+      if (!x) row.convert(b, len, block);
+      s.push_block(p, len, b);
+    }
   }
   if (static_cast<int64_t>(out.size()) > keep) s.compact();
 }

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -139,30 +138,41 @@ def test_bert_as_a_decoder_matches_transformers(odd: Client, odd_models: dict[st
     assert list(reply.sequences[0].token_ids) == ref
 
 
-def test_full_queue_is_resource_exhausted_with_retry_hint(odd: Client) -> None:
+def test_full_queue_is_resource_exhausted_with_retry_hint(odd: Client, odd_server: InProcessServer) -> None:
+    import time
+
     from google.rpc import error_details_pb2
     from grpc_status import rpc_status
 
     long = generation_pb2.GenerateRequest(model="tiny-queue", prompt="x", stopping=common_pb2.StoppingParams(
         max_new_tokens=400, ignore_eos=True))
+    odd.generation.Generate(generation_pb2.GenerateRequest(model="tiny-queue", prompt="x"))  # scheduler exists
+    scheduler = odd_server.server.engines._schedulers["tiny-queue"]  # type: ignore[union-attr]
+    real = scheduler.runner.decode
+
+    def slow(*args: Any, **kwargs: Any) -> Any:  # 400 steps now take >= 4 s: nothing finishes early
+        time.sleep(0.01)
+        return real(*args, **kwargs)
+
+    scheduler.runner.decode = slow  # type: ignore[method-assign]
     running = odd.generation.GenerateStream(long)   # takes the one batch row
-    next(running)
-    queued = odd.generation.GenerateStream(long)    # takes the one queue slot
-    errors: list[grpc.RpcError] = []
-    deadline = threading.Event()
-    for _ in range(50):
-        try:
-            odd.generation.Generate(long, timeout=5)
-        except grpc.RpcError as exc:
-            errors.append(exc)
-            if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                break
-    deadline.set()
-    running.cancel()
-    queued.cancel()
-    err = errors[-1]
-    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "max_queue" in err.details()
-    status = rpc_status.from_call(err)
+    queued = None
+    try:
+        next(running)
+        queued = odd.generation.GenerateStream(long)    # takes the one queue slot
+        deadline = time.monotonic() + 10
+        while len(scheduler._waiting) < 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert len(scheduler._waiting) == 1
+        with pytest.raises(grpc.RpcError) as err:
+            odd.generation.Generate(long, timeout=10)
+    finally:
+        running.cancel()
+        if queued is not None:
+            queued.cancel()
+        scheduler.runner.decode = real  # type: ignore[method-assign]
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "max_queue" in err.value.details()
+    status = rpc_status.from_call(err.value)
     assert status is not None and any(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in status.details)
 
 
