@@ -120,6 +120,20 @@ def test_bad_config_refuses_to_start(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_model_that_cannot_fit_refuses_to_start(demo_models_dir: Path, tmp_path: Path) -> None:
+    """Placement and quantization mistakes stop start-up (files that cannot be read only fail
+    their own model, see test_health_reflection)."""
+    path = tmp_path / "tight.toml"
+    path.write_text(f'[[models]]\nname = "big"\npath = "{demo_models_dir / "tiny-llama"}"\n'
+                    'device_map = "auto"\nmax_memory = { cpu = 100000 }\n'
+                    f'[[models]]\nname = "fine"\npath = "{demo_models_dir / "tiny-gpt2"}"\n')
+    result = subprocess.run([TOKENWIRE, "serve", "--config", str(path), "--port", "0"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "model 'big', key 'max_memory'" in result.stderr and "does not fit" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_build_artifacts_installed() -> None:
     """`pip install .` compiled the core and generated the pb modules with .pyi stubs."""
     import tokenwire._core as core

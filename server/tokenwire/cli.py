@@ -43,6 +43,18 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"tokenwire: {ConfigError(problems)}", file=sys.stderr)
         return 2
     configure_logging(args.log_level, config.server.log_format)
+    if not args.demo:
+        from .models.loader import ModelLoadError, preflight
+
+        problems = []
+        for spec in config.models:
+            try:
+                preflight(spec)
+            except ModelLoadError as exc:
+                problems.append(str(exc))
+        if problems:
+            print(f"tokenwire: {ConfigError(problems)}", file=sys.stderr)
+            return 2
 
     from .app import serve
     asyncio.run(serve(config))

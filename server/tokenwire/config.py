@@ -81,6 +81,8 @@ class ModelSpec:
     """One-shot tasks: how long the first request of a batch waits for company."""
     max_queue: int = 256
     trust_remote_code: bool = False
+    allow_pickle_weights: bool = False
+    """Also load pickled (.bin / .pt) weights, which run code when loaded; off: safetensors only."""
     revision: str | None = None
 
 
@@ -248,6 +250,7 @@ _MODEL_KEYS: dict[str, Callable[[Any], Any]] = {
     "max_wait_ms": lambda v: _nonnegative_number(v),
     "max_queue": _positive_int,
     "trust_remote_code": lambda v: _typed(v, bool, "true or false"),
+    "allow_pickle_weights": lambda v: _typed(v, bool, "true or false"),
     "revision": lambda v: _typed(v, str, "a string"),
 }
 _SERVER_KEYS: dict[str, Callable[[Any], Any]] = {

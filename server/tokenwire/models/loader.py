@@ -281,6 +281,25 @@ def _load_tokenizer(spec: ModelSpec, tasks: tuple[Task, ...]) -> tuple[Any, Any 
     return transformers.AutoTokenizer.from_pretrained(spec.path, **kwargs), None
 
 
+def preflight(spec: ModelSpec) -> None:
+    """The configuration checks of `load_model` without reading any weight: quantization
+    backend, placement against max_memory, explicit device maps. `tokenwire serve` runs them
+    for every model before opening its port and refuses to start on the first mistake (a model
+    whose files cannot even be read is left to load time, where it is marked FAILED and the
+    others serve). Raises ModelLoadError naming the model, the key and what to change."""
+    try:
+        config, architecture = read_architecture(spec)
+        tasks = resolve_tasks(spec, architecture)
+    except ModelLoadError:
+        return
+    window = _context_window(config)
+    max_input = min(spec.max_input_tokens or min(window, DEFAULT_MAX_INPUT_TOKENS), window)
+    q = qz.resolve(spec, config, _targets_gpu(spec))
+    budgets: dict[placement.Device, int] | None = None
+    for cls in dict.fromkeys(_classes_for(architecture, tasks).values()):
+        budgets = _remaining(_plan(spec, cls, config, tasks, q, max_input, window, budgets).plan)
+
+
 def load_model(spec: ModelSpec) -> LoadedModel:
     """Plan, then load weights and tokenizer for one registry entry. Raises ModelLoadError."""
     config, architecture = read_architecture(spec)
@@ -294,8 +313,8 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         "dtype": _load_dtype(spec),
         "trust_remote_code": spec.trust_remote_code,
         "revision": spec.revision,
-        # Pickled weights execute code on load; serve safetensors only.
-        "use_safetensors": True,
+        # Pickled weights execute code on load: safetensors only, unless the config allows them.
+        "use_safetensors": None if spec.allow_pickle_weights else True,
     }
     if spec.is_local and Task.GENERATE in tasks:
         generation_config = lenient_generation_config(spec.path, spec.name)
