@@ -82,6 +82,8 @@ class ModelSpec:
     max_queue: int = 256
     trust_remote_code: bool = False
     allow_pickle_weights: bool = False
+    adapter: str | None = None
+    """A LoRA adapter directory (peft), merged into the weights at load time."""
     """Also load pickled (.bin / .pt) weights, which run code when loaded; off: safetensors only."""
     revision: str | None = None
 
@@ -251,6 +253,7 @@ _MODEL_KEYS: dict[str, Callable[[Any], Any]] = {
     "max_queue": _positive_int,
     "trust_remote_code": lambda v: _typed(v, bool, "true or false"),
     "allow_pickle_weights": lambda v: _typed(v, bool, "true or false"),
+    "adapter": lambda v: _typed(v, str, "a directory path"),
     "revision": lambda v: _typed(v, str, "a string"),
 }
 _SERVER_KEYS: dict[str, Callable[[Any], Any]] = {
@@ -337,6 +340,13 @@ def _parse_model(index: int, table: Any, base_dir: Path, problems: _Problems) ->
             problems.add(f"{where}, key 'path'", str(exc))
     if "offload_folder" in values:  # relative to the registry file, like 'path'; made at load time
         values["offload_folder"] = str((base_dir / Path(values["offload_folder"]).expanduser()).resolve())
+    if "adapter" in values:
+        adapter = Path(values["adapter"]).expanduser()
+        adapter = adapter if adapter.is_absolute() else base_dir / adapter
+        if adapter.is_dir():
+            values["adapter"] = str(adapter.resolve())
+        else:
+            problems.add(f"{where}, key 'adapter'", f"must be an existing directory, got {values['adapter']!r}")
     if "name" not in values or "path" not in values or "is_local" not in values:
         return None
     known = {f.name for f in fields(ModelSpec)}

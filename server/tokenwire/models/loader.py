@@ -28,6 +28,7 @@ from ..config import DEVICE_MAP_STRATEGIES, ModelSpec
 from ..tasks import Task, tasks_for_architecture
 from . import placement
 from . import quantization as qz
+from .adapters import merge_adapter
 from .generation_config import lenient_generation_config
 from .load_error import ModelLoadError
 from .placement import Reservation
@@ -331,10 +332,11 @@ def load_model(spec: ModelSpec) -> LoadedModel:
             log.info("model %s (%s): %s placement %s; reserved %s", spec.name, cls.__name__,
                      planned.plan.strategy, planned.plan.device_map, planned.shape.reserve.describe())
             try:
-                by_class[cls] = cls.from_pretrained(spec.path, **_load_kwargs(spec, planned, q, common)).eval()
+                loaded = cls.from_pretrained(spec.path, **_load_kwargs(spec, planned, q, common)).eval()
             except Exception as exc:
                 raise ModelLoadError(f"cannot load weights of model {spec.name!r} with "
                                      f"{cls.__name__}: {exc}") from exc
+            by_class[cls] = merge_adapter(loaded, spec)
             plans.append(planned)
             budgets = _remaining(planned.plan)
         modules[task] = by_class[cls]
