@@ -97,6 +97,15 @@ def test_cli_generate_stream_prints_tokens_as_they_come(served: ServeProcess) ->
     assert sum(len(m.get("tokenIds", [])) for m in messages) == 4
 
 
+def test_cli_picks_a_model_for_the_task_when_none_is_named(served: ServeProcess) -> None:
+    generated = json.loads(cli("generate", "--target", served.target, "--json", "--max-new-tokens", "3", "hi").stdout)
+    assert generated["model"] == "llama"
+    masks = json.loads(cli("fill-mask", "--target", served.target, "--json", "the [MASK] sat .").stdout)
+    assert len(masks["masks"]) == 1
+    result = cli("classify-image", "--target", served.target, "--image", "/dev/null", "a", "b", check=False)
+    assert result.returncode != 0 and "no ready model" in result.stderr and "classify_image" in result.stderr
+
+
 def test_sigterm_drains_and_exits_zero(config_file: Path) -> None:
     proc = ServeProcess("--config", str(config_file)).start()
     try:

@@ -37,6 +37,8 @@ def _run(call: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
 
         from .client import field_violations
         try:
+            if args.command in _TASK_OF_COMMAND and args.model is None:
+                args.model = _default_model(args)
             return call(args)
         except grpc.RpcError as err:
             print(f"error: {err.code().name}: {err.details()}", file=sys.stderr)  # type: ignore[attr-defined]
@@ -44,6 +46,28 @@ def _run(call: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
                 print(f"  field {field}: {description}", file=sys.stderr)
             return 1
     return wrapped
+
+
+# Commands whose --model may be omitted → the task whose first READY model they then use.
+_TASK_OF_COMMAND = {
+    "tokenize": "TASK_UNSPECIFIED", "detokenize": "TASK_UNSPECIFIED", "generate": "TASK_GENERATE",
+    "chat": "TASK_MULTIMODAL_CHAT", "fill-mask": "TASK_FILL_MASK", "next-sentence": "TASK_NEXT_SENTENCE",
+    "answer": "TASK_ANSWER_QUESTION", "classify-image": "TASK_CLASSIFY_IMAGE", "embed": "TASK_EMBED",
+}
+
+
+def _default_model(args: argparse.Namespace) -> str:
+    """The first READY model (by name) that does the command's task; exits when there is none."""
+    from .v1 import models_pb2
+
+    task = models_pb2.Task.Value(_TASK_OF_COMMAND[args.command])
+    with _client(args) as c:
+        models = c.models.ListModels(models_pb2.ListModelsRequest(task=task), timeout=args.timeout).models
+    ready = [m.name for m in models if m.state == models_pb2.MODEL_STATE_READY]
+    if not ready:
+        what = models_pb2.Task.Name(task).removeprefix("TASK_").lower()
+        raise SystemExit(f"error: no ready model on {args.target} does {what}; pass --model")
+    return ready[0]
 
 
 def _image(path: str) -> Any:
@@ -262,35 +286,35 @@ def add_client_commands(sub: Any) -> None:
     p = command("models", _models, "list models, or show one")
     p.add_argument("model", nargs="?")
     p = command("tokenize", _tokenize, "tokenize text with a model's tokenizer")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", help="model name (default: the first ready model that does this)")
     p.add_argument("--no-special-tokens", action="store_true")
     p.add_argument("text")
     p = command("detokenize", _detokenize, "turn token ids back into text")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", help="model name (default: the first ready model that does this)")
     p.add_argument("--skip-special-tokens", action="store_true")
     p.add_argument("ids", nargs="+", type=int)
     p = command("generate", _generate, "generate text from a prompt")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", help="model name (default: the first ready model that does this)")
     _generation_options(p)
     p.add_argument("prompt")
     p = command("chat", _chat, "chat with a multimodal model about images")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", help="model name (default: the first ready model that does this)")
     p.add_argument("--image", action="append", help="image file (repeatable)")
     _generation_options(p)
     p.add_argument("text")
     p = command("fill-mask", _fill_mask, "predict the [MASK] tokens of a text")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", help="model name (default: the first ready model that does this)")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--target-word", action="append", help="restrict candidates (repeatable)")
     p.add_argument("--truncate", action="store_true", help="cut a text over the model's limit")
     p.add_argument("text")
     p = command("next-sentence", _next_sentence, "does sentence B follow sentence A?")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", help="model name (default: the first ready model that does this)")
     p.add_argument("--truncate", action="store_true", help="cut a pair over the model's limit")
     p.add_argument("sentence_a")
     p.add_argument("sentence_b")
     p = command("answer", _answer, "extract an answer to a question from a context")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", help="model name (default: the first ready model that does this)")
     p.add_argument("--question", required=True)
     p.add_argument("--context", required=True)
     p.add_argument("--top-k", type=int, default=1)
@@ -299,12 +323,12 @@ def add_client_commands(sub: Any) -> None:
     p.add_argument("--handle-impossible-answer", action="store_true",
                    help="allow the empty answer when the model rates it best")
     p = command("classify-image", _classify_image, "zero-shot image classification")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", help="model name (default: the first ready model that does this)")
     p.add_argument("--image", required=True)
     p.add_argument("--hypothesis-template")
     p.add_argument("labels", nargs="+")
     p = command("embed", _embed, "embed texts and images")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", help="model name (default: the first ready model that does this)")
     p.add_argument("--text", action="append")
     p.add_argument("--image", action="append")
     p.add_argument("--normalize", action="store_true")
