@@ -22,9 +22,8 @@ def demo_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_server(demo_models_dir: Path) -> Iterator[InProcessServer]:
-    server = InProcessServer(demo_config(demo_models_dir)).start()
-    yield server
-    server.stop()
+    with InProcessServer(demo_config(demo_models_dir)) as server:
+        yield server
 
 
 @pytest.fixture()

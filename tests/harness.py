@@ -62,6 +62,12 @@ class InProcessServer:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
 
+    def __enter__(self) -> InProcessServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
 
 class ServeProcess:
     """`tokenwire serve …` as a user runs it, on a free port read from its first line."""

@@ -73,9 +73,8 @@ def odd_server(odd_models: dict[str, Path]) -> Iterator[InProcessServer]:
              ModelSpec(name="inconsistent", path=str(odd_models["inconsistent"])),
              ModelSpec(name="bert-decoder", path=str(odd_models["bert-decoder"])),
              ModelSpec(name="tiny-queue", path=str(odd_models["padded"]), max_batch_size=1, max_queue=1, max_new_tokens=500))
-    server = InProcessServer(Config(models=specs)).start()
-    yield server
-    server.stop()
+    with InProcessServer(Config(models=specs)) as server:
+        yield server
 
 
 @pytest.fixture()

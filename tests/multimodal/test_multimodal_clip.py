@@ -51,9 +51,8 @@ def openclip_hf_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def openclip_server(openclip_hf_dir: Path) -> Iterator[InProcessServer]:
-    server = InProcessServer(Config(models=(ModelSpec(name="openclip-hf", path=str(openclip_hf_dir)),))).start()
-    yield server
-    server.stop()
+    with InProcessServer(Config(models=(ModelSpec(name="openclip-hf", path=str(openclip_hf_dir)),))) as server:
+        yield server
 
 
 @pytest.fixture()

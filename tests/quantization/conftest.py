@@ -20,9 +20,8 @@ def quantized_server(demo_models_dir: Path) -> Iterator[InProcessServer]:
     specs = tuple(ModelSpec(name=quantized_name(m, s), path=str(demo_models_dir / m), quantization=s,
                             max_new_tokens=64, max_batch_size=8)
                   for m in DEMO_MODEL_NAMES for s in SCHEMES)
-    server = InProcessServer(Config(models=specs)).start()
-    yield server
-    server.stop()
+    with InProcessServer(Config(models=specs)) as server:
+        yield server
 
 
 @pytest.fixture()

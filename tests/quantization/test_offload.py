@@ -31,9 +31,8 @@ def offload_server(demo_models_dir: Path, tmp_path_factory: pytest.TempPathFacto
         ModelSpec(name="sequential", path=path, device_map="sequential",
                   max_memory={"cpu": 900_000, "disk": 2**30}, **_SMALL),  # type: ignore[arg-type]
     )
-    server = InProcessServer(Config(models=specs)).start()
-    yield server
-    server.stop()
+    with InProcessServer(Config(models=specs)) as server:
+        yield server
 
 
 @pytest.fixture()

@@ -54,9 +54,8 @@ def uw_server(demo_models_dir: Path, roberta_dir: Path) -> Iterator[InProcessSer
         ModelSpec(name="tiny-gpt2", path=str(demo_models_dir / "tiny-gpt2")),
         ModelSpec(name="tiny-roberta", path=str(roberta_dir)),
     )
-    server = InProcessServer(Config(models=specs)).start()
-    yield server
-    server.stop()
+    with InProcessServer(Config(models=specs)) as server:
+        yield server
 
 
 @pytest.fixture()
