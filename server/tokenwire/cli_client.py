@@ -24,7 +24,9 @@ def _print_json(message: Any) -> None:
 def _client(args: argparse.Namespace) -> Any:
     from .client import Client
 
-    read = lambda p: Path(p).read_bytes() if p else None  # noqa: E731
+    def read(path: str | None) -> bytes | None:
+        return Path(path).read_bytes() if path else None
+
     token = Path(args.auth_token_file).read_text().strip().splitlines()[0] if args.auth_token_file else None
     return Client(args.target, tls=args.tls, tls_ca=read(args.tls_ca), tls_cert=read(args.tls_cert),
                   tls_key=read(args.tls_key), token=token)
@@ -41,7 +43,7 @@ def _run(call: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
                 args.model = _default_model(args)
             return call(args)
         except grpc.RpcError as err:
-            print(f"error: {err.code().name}: {err.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+            print(f"error: {err.code().name}: {err.details()}", file=sys.stderr)
             for field, description in field_violations(err):
                 print(f"  field {field}: {description}", file=sys.stderr)
             return 1
@@ -60,14 +62,14 @@ def _default_model(args: argparse.Namespace) -> str:
     """The first READY model (by name) that does the command's task; exits when there is none."""
     from .v1 import models_pb2
 
-    task = models_pb2.Task.Value(_TASK_OF_COMMAND[args.command])
+    task = _TASK_OF_COMMAND[args.command]  # the enum value's name, which protobuf accepts too
     with _client(args) as c:
         models = c.models.ListModels(models_pb2.ListModelsRequest(task=task), timeout=args.timeout).models
     ready = [m.name for m in models if m.state == models_pb2.MODEL_STATE_READY]
     if not ready:
-        what = models_pb2.Task.Name(task).removeprefix("TASK_").lower()
+        what = task.removeprefix("TASK_").lower()
         raise SystemExit(f"error: no ready model on {args.target} does {what}; pass --model")
-    return ready[0]
+    return str(ready[0])
 
 
 def _image(path: str) -> Any:
@@ -279,7 +281,7 @@ def add_client_commands(sub: Any) -> None:
     common.add_argument("--auth-token-file", metavar="FILE", help="send the bearer token in this file")
 
     def command(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, parents=[common], help=help)
+        p: argparse.ArgumentParser = sub.add_parser(name, parents=[common], help=help)
         p.set_defaults(func=_run(func))
         return p
 

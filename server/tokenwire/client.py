@@ -93,7 +93,7 @@ class _Details(grpc.ClientCallDetails):
 
 def field_violations(error: grpc.RpcError) -> list[tuple[str, str]]:
     """(field, description) pairs of an INVALID_ARGUMENT's google.rpc.BadRequest detail."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     out: list[tuple[str, str]] = []
     for detail in status.details if status else ():
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
@@ -105,7 +105,7 @@ def field_violations(error: grpc.RpcError) -> list[tuple[str, str]]:
 
 def request_id(error: grpc.RpcError) -> str | None:
     """The server's request id for a failed call (quote it in bug reports)."""
-    for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
+    for key, value in error.trailing_metadata() or ():
         if key == "x-request-id":
             return str(value)
     return None

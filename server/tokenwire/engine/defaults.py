@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class GenerationDefaults:
     no_repeat_ngram_size: int | None = None
     num_beams: int | None = None
     length_penalty: float | None = None
-    early_stopping: bool | str | None = None
+    early_stopping: bool | Literal["never"] | None = None
     max_new_tokens: int | None = None
     max_length: int | None = None
 

@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from ..decoding import MAX_TOP_LOGPROBS, BeamParams, InvalidParameter, SamplingParams
 from ..errors import InvalidArgument
@@ -41,7 +41,7 @@ _METHODS = {
     common_pb2.DECODING_METHOD_SAMPLE: Method.SAMPLE,
     common_pb2.DECODING_METHOD_BEAM_SEARCH: Method.BEAM,
 }
-_EARLY_STOPPING: dict[int, bool | str | None] = {
+_EARLY_STOPPING: dict[int, bool | Literal["never"] | None] = {
     common_pb2.EARLY_STOPPING_UNSPECIFIED: None,
     common_pb2.EARLY_STOPPING_NUM_BEAMS_DONE: True,
     common_pb2.EARLY_STOPPING_HEURISTIC: False,
@@ -247,11 +247,12 @@ def parse_generation_options(request: Any, model: LoadedModel, defaults: Generat
         if request.logprobs.enabled:
             raise InvalidArgument("logprobs.enabled", "per-token logprobs are not available with beam "
                                   "search; each sequence carries its beam score")
-        early = _EARLY_STOPPING.get(b.early_stopping, "invalid")
-        if early == "invalid":
+        if b.early_stopping not in _EARLY_STOPPING:
             raise InvalidArgument("beam.early_stopping", f"must be a known EarlyStopping, got {b.early_stopping}")
-        if early is None:
-            early = defaults.early_stopping if defaults.early_stopping is not None else False
+        chosen = _EARLY_STOPPING[b.early_stopping]
+        if chosen is None:
+            chosen = defaults.early_stopping if defaults.early_stopping is not None else False
+        early: bool | Literal["never"] = "never" if chosen == "never" else bool(chosen)
         length_penalty = _pick(b.length_penalty, b.HasField("length_penalty"), defaults.length_penalty, 1.0)
         beam = _relabel("beam.", lambda: BeamParams(
             num_beams=num_beams, max_new_tokens=max_new, length_penalty=length_penalty,

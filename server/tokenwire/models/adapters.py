@@ -28,7 +28,7 @@ def merge_adapter(model: torch.nn.Module, spec: ModelSpec) -> torch.nn.Module:
         raise ModelLoadError(f"model {spec.name!r}, key 'adapter' needs peft: "
                              "pip install 'tokenwire[lora]', or remove the key") from exc
     try:
-        merged = PeftModel.from_pretrained(model, spec.adapter).merge_and_unload()
+        merged: torch.nn.Module = PeftModel.from_pretrained(model, spec.adapter).merge_and_unload()
     except Exception as exc:  # peft raises ValueError/KeyError/RuntimeError on a mismatch
         raise ModelLoadError(f"model {spec.name!r}, key 'adapter': cannot apply the adapter at "
                              f"{spec.adapter} to this model: {exc}") from exc

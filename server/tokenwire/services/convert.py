@@ -6,7 +6,7 @@ from ..models.registry import ModelEntry, ModelState
 from ..tasks import Task
 from ..v1 import models_pb2
 
-TASK_TO_PB: dict[Task, int] = {
+TASK_TO_PB: dict[Task, models_pb2.Task] = {
     Task.GENERATE: models_pb2.TASK_GENERATE,
     Task.FILL_MASK: models_pb2.TASK_FILL_MASK,
     Task.NEXT_SENTENCE: models_pb2.TASK_NEXT_SENTENCE,
@@ -16,7 +16,7 @@ TASK_TO_PB: dict[Task, int] = {
     Task.EMBED: models_pb2.TASK_EMBED,
 }
 PB_TO_TASK: dict[int, Task] = {v: k for k, v in TASK_TO_PB.items()}
-STATE_TO_PB: dict[ModelState, int] = {
+STATE_TO_PB: dict[ModelState, models_pb2.ModelState] = {
     ModelState.LOADING: models_pb2.MODEL_STATE_LOADING,
     ModelState.READY: models_pb2.MODEL_STATE_READY,
     ModelState.FAILED: models_pb2.MODEL_STATE_FAILED,

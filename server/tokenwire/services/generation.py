@@ -47,7 +47,10 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
 def _timing_trailers(job: GenerationRequest, event: Finished) -> None:
     """queue-ms, ttft-ms, total-ms, prompt-tokens, generated-tokens on the call's trailers."""
     now = time.monotonic()
-    ms = lambda t: f"{(t - job.arrival) * 1000:.1f}" if t is not None else ""  # noqa: E731
+
+    def ms(t: float | None) -> str:
+        return f"{(t - job.arrival) * 1000:.1f}" if t is not None else ""
+
     add_trailers(("queue-ms", ms(job.admitted_at)), ("ttft-ms", ms(job.first_token_at)),
                  ("total-ms", ms(now)), ("prompt-tokens", str(event.prompt_tokens)),
                  ("generated-tokens", str(event.completion_tokens)))

@@ -6,7 +6,7 @@ from ..engine.params import GenerationParams
 from ..engine.request import Finished, FinishReason, SequenceDelta, TokenInfo
 from ..v1 import common_pb2, generation_pb2
 
-FINISH_TO_PB: dict[FinishReason, int] = {
+FINISH_TO_PB: dict[FinishReason, common_pb2.FinishReason] = {
     FinishReason.LENGTH: common_pb2.FINISH_REASON_LENGTH,
     FinishReason.EOS_TOKEN: common_pb2.FINISH_REASON_EOS_TOKEN,
     FinishReason.STOP_SEQUENCE: common_pb2.FINISH_REASON_STOP_SEQUENCE,
