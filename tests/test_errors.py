@@ -55,6 +55,9 @@ class _ExplodingTokenizer:
     def __len__(self) -> int:
         return 10
 
+    def convert_ids_to_tokens(self, ids: list[int]) -> list[str]:
+        return ["x" for _ in ids]
+
     def decode(self, *args: object, **kwargs: object) -> str:
         raise RuntimeError("secret internal detail /home/user/weights")
 

@@ -37,6 +37,7 @@ _EXACT: dict[str, tuple[Task, ...]] = {
     "BertForPreTraining": (Task.FILL_MASK, Task.NEXT_SENTENCE),
     "CLIPModel": (Task.CLASSIFY_IMAGE, Task.EMBED),
     "SiglipModel": (Task.CLASSIFY_IMAGE, Task.EMBED),
+    "OpenCLIP": (Task.CLASSIFY_IMAGE, Task.EMBED),  # a native open_clip checkpoint directory
     "LlavaForConditionalGeneration": (Task.MULTIMODAL_CHAT,),
     "LlavaNextForConditionalGeneration": (Task.MULTIMODAL_CHAT,),
     "BertLMHeadModel": (Task.GENERATE,),

@@ -191,3 +191,33 @@ def test_real_open_clip_checkpoint(tmp_path: Path) -> None:
         expected = torch.cat([reference.encode_text(bundle.tokenizer(["a cat"])),
                               reference.encode_image(bundle.preprocess(image)[None])])
     assert dims == 16 and torch.allclose(torch.tensor(vectors), expected, atol=1e-5)
+
+
+def test_native_checkpoint_is_served_from_the_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A registry entry pointing at a native open_clip directory: tasks inferred, loaded through
+    open_clip (a stand-in here), ClassifyImage and Embed answer, Tokenize says it cannot."""
+    import grpc
+    from harness import InProcessServer
+
+    from tokenwire.client import Client
+    from tokenwire.config import Config, ModelSpec
+    from tokenwire.v1 import models_pb2
+
+    fake = types.SimpleNamespace(add_model_config=lambda path: None,
+                                 create_model_from_pretrained=lambda name, **kw: (StandInClip(), preprocess),
+                                 get_tokenizer=lambda name: StandInTokenizer())
+    monkeypatch.setitem(sys.modules, "open_clip", fake)
+    root = _checkpoint(tmp_path)
+    with InProcessServer(Config(models=(ModelSpec(name="oc", path=str(root)),))) as server, Client(server.target) as c:
+        info = c.models.GetModelInfo(models_pb2.GetModelInfoRequest(model="oc"))
+        assert info.state == models_pb2.MODEL_STATE_READY, info.error
+        assert info.architecture == "OpenCLIP"
+        assert list(info.tasks) == [models_pb2.TASK_CLASSIFY_IMAGE, models_pb2.TASK_EMBED]
+        scores = c.multimodal.ClassifyImage(multimodal_pb2.ClassifyImageRequest(
+            model="oc", image=pb_image(noise_image(1)), labels=["cat", "dog"], hypothesis_template="{}")).scores
+        assert sorted(s.label for s in scores) == ["cat", "dog"] and abs(sum(s.score for s in scores) - 1) < 1e-5
+        embedded = c.multimodal.Embed(multimodal_pb2.EmbedRequest(model="oc", texts=["a cat"], images=[pb_image(noise_image(2))]))
+        assert len(embedded.embeddings) == 2 and embedded.dimensions == len(embedded.embeddings[0].values)
+        with pytest.raises(grpc.RpcError) as err:
+            c.models.Tokenize(models_pb2.TokenizeRequest(model="oc", text="a cat"))
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION

@@ -13,6 +13,7 @@ thread; nothing here touches asyncio.
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import shutil
 import tempfile
@@ -124,8 +125,15 @@ def _special_tokens(tokenizer: Any, module: torch.nn.Module) -> tuple[dict[str, 
     return ids, texts
 
 
+OPEN_CLIP = "OpenCLIP"
+"""The architecture name given to native open_clip checkpoints (open_clip_config.json)."""
+
+
 def read_architecture(spec: ModelSpec) -> tuple[PretrainedConfig, str]:
     """The checkpoint's config and its first declared architecture (cheap: reads config.json)."""
+    open_clip_config = _open_clip_config(spec)
+    if open_clip_config is not None:
+        return open_clip_config, OPEN_CLIP
     try:
         config = AutoConfig.from_pretrained(
             spec.path, trust_remote_code=spec.trust_remote_code, revision=spec.revision)
@@ -133,6 +141,45 @@ def read_architecture(spec: ModelSpec) -> tuple[PretrainedConfig, str]:
         raise ModelLoadError(f"cannot read the model config at {spec.path!r}: {exc}") from exc
     architectures = getattr(config, "architectures", None) or []
     return config, (architectures[0] if architectures else config.__class__.__name__)
+
+
+def _open_clip_config(spec: ModelSpec) -> PretrainedConfig | None:
+    """For a native open_clip directory (no config.json): a config carrying its embed_dim."""
+    from ..multimodal.open_clip import CONFIG_FILE, is_open_clip_checkpoint
+
+    if not spec.is_local or not is_open_clip_checkpoint(spec.path):
+        return None
+    try:
+        model_cfg = json.loads((Path(spec.path) / CONFIG_FILE).read_text(encoding="utf-8"))["model_cfg"]
+        text_cfg = model_cfg.get("text_cfg", {})
+        config = PretrainedConfig()
+        config.projection_dim = int(model_cfg["embed_dim"])
+        config.max_position_embeddings = int(text_cfg.get("context_length", 77))
+        return config
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError(f"model {spec.name!r}: cannot read {CONFIG_FILE} in {spec.path}: {exc}") from exc
+
+
+def _load_open_clip(spec: ModelSpec, config: PretrainedConfig, tasks: tuple[Task, ...]) -> LoadedModel:
+    """A native open_clip checkpoint through the optional open_clip package (no transformers
+    class, quantization or placement plan: one device)."""
+    from ..multimodal.open_clip import load_open_clip
+
+    if spec.quantization != "none":
+        raise ModelLoadError(f"model {spec.name!r}, key 'quantization': native open_clip checkpoints "
+                             "load unquantized; set quantization = \"none\"")
+    device = "cuda" if torch.cuda.is_available() and spec.device_map in (None, "auto", "cuda", "cuda:0") else "cpu"
+    bundle = load_open_clip(spec.path, device=device,
+                            precision="fp32" if spec.dtype in ("auto", "float32") else ("bf16" if spec.dtype == "bfloat16" else "fp16"))
+    module = bundle.model
+    first = next(module.parameters())
+    return LoadedModel(
+        spec=spec, tasks=tasks, architecture=OPEN_CLIP, config=config, tokenizer=bundle.tokenizer,
+        processor=bundle.preprocess, modules={task: module for task in tasks},
+        max_total_tokens=bundle.context_length, max_input_tokens=bundle.context_length,
+        dtype=str(first.dtype).removeprefix("torch."), device_map={"": str(first.device)},
+        memory_bytes=sum(p.numel() * p.element_size() for p in module.parameters()),
+        vocab_size=int(getattr(bundle.tokenizer, "vocab_size", 0) or 0))
 
 
 def resolve_tasks(spec: ModelSpec, architecture: str) -> tuple[Task, ...]:
@@ -293,6 +340,8 @@ def preflight(spec: ModelSpec) -> None:
         tasks = resolve_tasks(spec, architecture)
     except ModelLoadError:
         return
+    if architecture == OPEN_CLIP:
+        return
     window = _context_window(config)
     max_input = min(spec.max_input_tokens or min(window, DEFAULT_MAX_INPUT_TOKENS), window)
     q = qz.resolve(spec, config, _targets_gpu(spec))
@@ -305,6 +354,8 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     """Plan, then load weights and tokenizer for one registry entry. Raises ModelLoadError."""
     config, architecture = read_architecture(spec)
     tasks = resolve_tasks(spec, architecture)
+    if architecture == OPEN_CLIP:
+        return _load_open_clip(spec, config, tasks)
     window = _context_window(config)
     # Unset: the model's window, capped so that the memory reserved for a full batch of the
     # longest prompts stays sane on long-context models (128k windows); raise it explicitly.

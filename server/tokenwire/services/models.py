@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import grpc
 
-from ..errors import InvalidArgument
+from ..errors import FailedPrecondition, InvalidArgument
+from ..models.loader import LoadedModel
 from ..models.registry import ModelRegistry
 from ..v1 import models_pb2, models_pb2_grpc
 from .convert import PB_TO_TASK, model_info
 
 # Text longer than this is refused before the tokenizer sees it (bytes of UTF-8).
 MAX_TOKENIZE_BYTES = 4 * 2**20
+
+
+def _transformers_tokenizer(model: LoadedModel) -> Any:
+    """The model's tokenizer when it is a transformers one (a native open_clip tokenizer has no
+    offsets, tokens or decode options): FAILED_PRECONDITION otherwise."""
+    tok = model.tokenizer
+    if not hasattr(tok, "convert_ids_to_tokens"):
+        raise FailedPrecondition(f"model {model.spec.name!r} has a {type(tok).__name__} tokenizer, "
+                                 "which Tokenize and Detokenize do not support")
+    return tok
 
 
 class ModelsServicer(models_pb2_grpc.ModelsServicer):
@@ -40,7 +52,7 @@ class ModelsServicer(models_pb2_grpc.ModelsServicer):
         if len(request.text.encode()) > MAX_TOKENIZE_BYTES:
             raise InvalidArgument("text", f"must be at most {MAX_TOKENIZE_BYTES} bytes")
         add_special = request.add_special_tokens if request.HasField("add_special_tokens") else True
-        tok = model.tokenizer
+        tok = _transformers_tokenizer(model)
         # Tokenizing a long text takes milliseconds: keep it off the event loop.
         enc = await asyncio.to_thread(
             tok, request.text, add_special_tokens=add_special, return_offsets_mapping=True)
@@ -54,6 +66,7 @@ class ModelsServicer(models_pb2_grpc.ModelsServicer):
     async def Detokenize(self, request: models_pb2.DetokenizeRequest,
                          context: grpc.aio.ServicerContext) -> models_pb2.DetokenizeResponse:
         model = self._registry.resolve(request.model)
+        _transformers_tokenizer(model)
         limit = model.vocab_size
         for i, token_id in enumerate(request.ids):
             if token_id >= limit:
