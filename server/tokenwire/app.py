@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 from .config import Config
 from .interceptor import ServerInterceptor
-from .models.registry import ModelRegistry
+from .models.registry import ModelRegistry, ModelState
 from .reflection import enable_reflection
 from .security import TokenAuth, server_credentials
 from .engine.engines import Engines
@@ -108,8 +108,8 @@ class TokenwireServer:
         # The Models service answers as soon as the port is open; the server as a whole is
         # SERVING once no model is loading any more and at least one is ready.
         await self.health.set(MODELS_SERVICE, _SERVING)
-        all_settled = all(e.state.value != "loading" for e in self.registry.entries.values())
-        any_ready = any(e.state.value == "ready" for e in self.registry.entries.values())
+        all_settled = all(e.state is not ModelState.LOADING for e in self.registry.entries.values())
+        any_ready = any(e.state is ModelState.READY for e in self.registry.entries.values())
         await self.health.set("", _SERVING if all_settled and any_ready else _NOT_SERVING)
 
     async def stop(self, grace: float | None = None) -> None:

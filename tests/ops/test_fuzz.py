@@ -14,7 +14,7 @@ from tokenwire.client import Client
 from tokenwire.v1 import common_pb2, generation_pb2, models_pb2, multimodal_pb2, understanding_pb2
 
 ALLOWED = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION,
-           grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNIMPLEMENTED}
+           grpc.StatusCode.RESOURCE_EXHAUSTED}
 MODELS = ["tiny-llama", "tiny-gpt2", "tiny-bert", "tiny-bert-qa", "tiny-llava", "tiny-clip"]
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 

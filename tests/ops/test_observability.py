@@ -91,13 +91,10 @@ def test_timing_trailers_and_request_id(served: ServeProcess) -> None:
         assert dict(stream.trailing_metadata())["generated-tokens"] == "3"
 
 
-def test_logs_are_json_with_request_ids(served: ServeProcess) -> None:
-    with Client(served.target) as c:
-        try:  # an error the server logs? NOT_FOUND is not logged; logs at start-up are
-            c.models.GetModelInfo(models_pb2.GetModelInfoRequest(model="tiny-llama"))
-        except Exception:
-            pass
+def test_logs_are_json_lines_with_a_request_id_field(served: ServeProcess) -> None:
+    """--log-format json: every line the server logs is one JSON object; records logged outside
+    a call carry request_id "-" (inside a call, the interceptor's scope sets it)."""
     records = [json.loads(line) for line in served.output if line.startswith("{")]
     assert records, served.output[:5]
-    assert {"ts", "level", "logger", "message", "request_id"} <= set(records[0])
-    assert any("ready" in r["message"] for r in records)
+    assert all({"ts", "level", "logger", "message", "request_id"} <= set(r) for r in records)
+    assert any("ready" in r["message"] and r["request_id"] == "-" for r in records)
