@@ -56,7 +56,7 @@ PROMPTS = [
 ]
 
 
-def build_model(root: Path, size: str) -> Path:
+def build_model(root: Path, size: str, device: str = "cpu") -> Path:
     """A random Llama of the given shape with the demo tokenizer padded to its vocabulary."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -74,11 +74,14 @@ def build_model(root: Path, size: str) -> Path:
     config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
                          num_attention_heads=heads, num_key_value_heads=kv, max_position_embeddings=4096,
                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    with torch.device("cpu"):
+    with torch.device(device):  # random init of 1B weights is seconds on a GPU, a minute on a CPU
         model = LlamaForCausalLM(config)
     model.to(torch.bfloat16 if size == "1b" else torch.float32)
     model.save_pretrained(target)
     tok.save_pretrained(target)
+    del model
+    if device == "cuda":
+        torch.cuda.empty_cache()
     return target
 
 
@@ -123,6 +126,8 @@ def baseline(model_dir: Path, prompts: list[str], new_tokens: int, device: str, 
         torch.cuda.synchronize()
     wall = time.perf_counter() - start
     del model
+    if device == "cuda":
+        torch.cuda.empty_cache()  # leave the GPU to the server that comes next
     return {"tokens_per_s": round(generated / wall, 2), "wall_s": round(wall, 3), "tokens": generated}
 
 
@@ -133,8 +138,9 @@ def start_server(model_dir: Path, device: str, max_batch: int, new_tokens: int) 
     device_line = 'device_map = "cuda:0"\n' if device == "cuda" else 'device_map = "cpu"\n'
     config.write_text(f'[[models]]\nname = "bench"\npath = "{model_dir}"\n{device_line}'
                       f"max_batch_size = {max_batch}\nmax_new_tokens = {max(new_tokens, 16)}\n")
-    exe = str(Path(sys.executable).with_name("tokenwire"))
-    proc = subprocess.Popen([exe, "--log-level", "WARNING", "serve", "--config", str(config), "--port", "0"],
+    exe = Path(sys.executable).with_name("tokenwire")
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "tokenwire.cli"]
+    proc = subprocess.Popen([*command, "--log-level", "WARNING", "serve", "--config", str(config), "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -217,7 +223,7 @@ def main() -> None:
     if args.quick:
         args.requests, args.new_tokens = 8, 32
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(args.requests)]
-    model_dir = build_model(Path(args.cache).resolve(), args.size)
+    model_dir = build_model(Path(args.cache).resolve(), args.size, args.device)
 
     result: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus" + (f", {torch.cuda.get_device_name()}" if args.device == "cuda" else ""),
