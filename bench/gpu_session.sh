@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
-# The GPU checks of issues 4 and 5 in one device call (docs/gpu.md says how to prepare .gpu/):
-# installs the carried wheels, builds tokenwire with the machine's own compiler and Python, then
-#   1. bench/generate_load.py --device cuda --size 1b   (issue 4: engine vs generate(), bf16)
-#   2. bench/gpu_check.py                               (issue 5: bf16 / nf4 / int8 / split)
+# The GPU checks of issues 4 and 5 in one device call (docs/gpu.md says how to prepare .gpu/).
+# Installs the carried wheels, builds tokenwire with the machine's own compiler and Python, then
+# runs the jobs named on the command line, in order (default: load check):
+#   load            bench/generate_load.py --device cuda --size 1b   (issue 4: engine vs generate())
+#   profile         bench/step_profile.py: model step vs served step, py-spy stacks of the server
+#   check[:CONFIGS] bench/gpu_check.py [--configs CONFIGS]           (issue 5: bf16/nf4/int8/split)
 # Each writes its JSON under $OUT as soon as it has it, so a run cut short keeps what it measured.
-# GPU_SESSION_BUDGET_S (default 530) bounds the whole script; run it with timeout_s ≥ that + 30.
+# GPU_SESSION_BUDGET_S (default 530) bounds the whole script; run it with timeout_s ≥ that + 20.
 set -u
 OUT=${OUT:-/tmp/gpu-session}
 mkdir -p "$OUT"
 BUDGET=${GPU_SESSION_BUDGET_S:-530}
 log() { echo "[gpu_session $SECONDS s] $*"; }
 left() { echo $((BUDGET - SECONDS)); }
+cap() { local want=$1 have; have=$(left); echo $(( want < have ? want : have )); }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/nvidia-smi.txt"
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/whl/*.whl || exit 1
 cp -r .gpu/site/. /tmp/site/
-export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false PATH=$PATH:/tmp/site/bin
 log "wheels in place; building"
 if ! python3 -m pip install --no-build-isolation --no-deps --no-index -Cbuild-dir=/tmp/twbuild . >"$OUT/build.log" 2>&1; then
   tail -40 "$OUT/build.log"; exit 1
@@ -24,12 +27,23 @@ python3 -c "import torch, transformers, bitsandbytes, grpc, tokenwire._core as c
   | tee "$OUT/versions.txt" || exit 1
 log "built"
 
-load_limit=$(( $(left) / 2 )); (( load_limit > 220 )) && load_limit=220
-timeout $load_limit python3 bench/generate_load.py --json --device cuda --size 1b --cache /tmp/bench-models \
-  >"$OUT/generate_load_1b.json" 2>"$OUT/generate_load_1b.log"
-log "generate_load rc=$?"; cat "$OUT/generate_load_1b.json"; tail -5 "$OUT/generate_load_1b.log"
-
-deadline=$(( $(left) - 150 ))
-timeout $(( $(left) - 5 )) python3 bench/gpu_check.py --workdir /tmp/gpu-check --out "$OUT/gpu_check.json" --deadline-s $(( deadline > 0 ? deadline : 1 )) \
-  2>"$OUT/gpu_check.log" >/dev/null
-log "gpu_check rc=$?"; grep '^\[gpu_check\]' "$OUT/gpu_check.log"; grep -v '^\[gpu_check\]' "$OUT/gpu_check.log" | tail -15
+jobs=("$@")
+(( ${#jobs[@]} )) || jobs=(load check)
+for job in "${jobs[@]}"; do
+  case $job in
+    load)
+      timeout "$(cap 200)" python3 bench/generate_load.py --json --device cuda --size 1b --cache /tmp/bench-models \
+        >"$OUT/generate_load_1b.json" 2>"$OUT/generate_load_1b.log"
+      log "generate_load rc=$?"; cat "$OUT/generate_load_1b.json"; tail -3 "$OUT/generate_load_1b.log" ;;
+    profile)
+      timeout "$(cap 90)" python3 bench/step_profile.py --steps 64 --out "$OUT" >/dev/null 2>"$OUT/step_profile.log"
+      log "step_profile rc=$?"; grep '^\[step_profile\]' "$OUT/step_profile.log"; tail -3 "$OUT/step_profile.log" ;;
+    check*)
+      configs=${job#check}; configs=${configs#:}
+      deadline=$(( $(left) - 100 ))
+      timeout "$(cap 600)" python3 bench/gpu_check.py --workdir /tmp/gpu-check --out "$OUT/gpu_check.json" \
+        ${configs:+--configs "$configs"} --deadline-s $(( deadline > 1 ? deadline : 1 )) 2>"$OUT/gpu_check.log" >/dev/null
+      log "gpu_check rc=$?"; grep '^\[gpu_check\]' "$OUT/gpu_check.log"; grep -v '^\[gpu_check\]' "$OUT/gpu_check.log" | tail -8 ;;
+    *) log "unknown job $job" ;;
+  esac
+done

@@ -37,10 +37,11 @@ class BatchKV:
 
     def gather(self, index: torch.Tensor) -> None:
         """Keep rows `index` in that order (drops, reorders and duplicates at once)."""
-        index = index.to(self.mask.device)
-        identity = index.numel() == self.rows and bool((index == torch.arange(self.rows, device=index.device)).all())
-        if identity:
+        # Decide on the host (the index is built there): a check on the GPU would stall every step.
+        host = index.cpu()
+        if host.numel() == self.rows and bool((host == torch.arange(self.rows)).all()):
             return
+        index = host.to(self.mask.device)
         self.mask = self.mask.index_select(0, index)
         self.positions = self.positions.index_select(0, index)
         for layer in _layers(self.cache):

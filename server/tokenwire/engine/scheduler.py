@@ -36,7 +36,7 @@ from ..tasks import Task
 from .defaults import GenerationDefaults, generation_defaults
 from .kv_cache import BatchKV, empty_batch
 from .params import Method
-from .request import Failed, Finished, FinishReason, GenerationRequest, TokenInfo
+from .request import Failed, Finished, FinishReason, GenerationRequest, Outbox, TokenInfo
 from .runner import CausalLMRunner
 from .sequence import SequenceOutput, beam_sequence
 
@@ -101,6 +101,7 @@ class Scheduler:
         self.beams = BeamStepper(num_threads=core_threads)
         self.max_rows = model.spec.max_batch_size
         self._waiting: deque[GenerationRequest] = deque()
+        self._outbox = Outbox()  # written and flushed by the scheduler thread only
         self._cond = threading.Condition()
         self._closed = False
         self._members: list[Member] = []
@@ -151,13 +152,16 @@ class Scheduler:
                 admitted = self._admit(time.monotonic())
                 if admitted:
                     self._prefill(admitted)
+                    self._outbox.flush()  # first tokens go out before the next forward pass
                 if self._members:
                     self._decode()
             except Exception as exc:  # a failing batch fails its requests, never the server
                 self._fail_everything(exc, admitted)
+            self._outbox.flush()
             self._metrics.waiting.set(len(self._waiting))
             self._metrics.active.set(len(self._progress))
         self._fail_everything(Unavailable(f"model {self.spec.name!r} is shutting down"), list(self._waiting))
+        self._outbox.flush()
 
     @staticmethod
     def _rows_of(member: Member) -> int:
@@ -199,14 +203,14 @@ class Scheduler:
                 self._emit_sequence_end(request, delta)
 
     def _emit_sequence_end(self, request: GenerationRequest, delta: Any) -> None:
-        request.emit(delta)
+        self._outbox.put(request, delta)
         if delta.finish_reason is not None:
             self._metrics.finish_reasons[delta.finish_reason].inc()
         progress = self._progress[request.id]
         progress.open_sequences -= 1
         if progress.open_sequences == 0:
             del self._progress[request.id]
-            request.emit(Finished(len(request.params.prompt_ids), progress.completion_tokens))
+            self._outbox.put(request, Finished(len(request.params.prompt_ids), progress.completion_tokens))
 
     def _admit(self, now: float) -> list[GenerationRequest]:
         free = self.max_rows - self.running_rows
@@ -335,7 +339,7 @@ class Scheduler:
                 self.sampler.remove(m.key)
                 self._emit_sequence_end(m.request, delta)
             else:
-                m.request.emit(delta)
+                self._outbox.put(m.request, delta)
                 keep.append(row)
                 tokens.append(token)
                 running.append(m)
@@ -359,7 +363,7 @@ class Scheduler:
         for request in [m.request for m in self._members] + admitted:
             if request.id not in seen:
                 seen.add(request.id)
-                request.emit(Failed(error))
+                self._outbox.put(request, Failed(error))
                 self._progress.pop(request.id, None)
         for key in list(self.sampler):
             self.sampler.remove(key)
