@@ -223,6 +223,11 @@ def main() -> None:
     if args.quick:
         args.requests, args.new_tokens = 8, 32
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(args.requests)]
+    from tokenwire.models.cuda_attention import configure_cuda_attention
+
+    # The server switches cuDNN attention off on CUDA; the baseline runs the same kernels, so the
+    # ratio measures the engine (TOKENWIRE_CUDNN_SDPA=1 keeps PyTorch's choice on both sides).
+    configure_cuda_attention()
     model_dir = build_model(Path(args.cache).resolve(), args.size, args.device)
 
     result: dict[str, Any] = {
@@ -245,6 +250,7 @@ def main() -> None:
                       "transformers_tokens_per_s": beam_base["tokens_per_s"],
                       "tokenwire_wall_s": beam_tw["wall_s"], "transformers_wall_s": beam_base["wall_s"]}
     result["beam_ratio"] = round(beam_tw["tokens_per_s"] / beam_base["tokens_per_s"], 2)
+    result["cudnn_sdpa"] = bool(torch.backends.cuda.cudnn_sdp_enabled()) if args.device == "cuda" else None
     print(json.dumps(result, indent=None if args.json else 2))
 
 

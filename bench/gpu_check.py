@@ -313,6 +313,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.tiny and not torch.cuda.is_available():
         parser.error("no GPU visible: run with --tiny for the CPU smoke run")
 
+    from tokenwire.models.cuda_attention import configure_cuda_attention
+
+    # As in the server: cuDNN attention off, so generate() runs the same kernels.
+    configure_cuda_attention()
     started = time.perf_counter()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gpu-check-"))
     model_dir = workdir / "model"
@@ -320,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() and not args.tiny else "cpu",
         "torch": torch.__version__, "tiny": args.tiny, "model": meta,
+        "cudnn_sdpa": bool(torch.backends.cuda.cudnn_sdp_enabled()) if torch.cuda.is_available() else None,
         "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens, "streams": args.streams,
         "configs": {}}
     for version_of in ("transformers", "accelerate", "bitsandbytes"):

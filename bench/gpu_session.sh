@@ -5,17 +5,19 @@
 #   load            bench/generate_load.py --device cuda --size 1b   (issue 4: engine vs generate())
 #   profile         bench/step_profile.py: model step vs served step, py-spy stacks of the server
 #   check[:CONFIGS] bench/gpu_check.py [--configs CONFIGS]           (issue 5: bf16/nf4/int8/split)
-# Each writes its JSON under $OUT as soon as it has it, so a run cut short keeps what it measured.
+# Each writes its JSON under $OUT as soon as it has it, so a run cut short keeps what it measured;
+# all logs go to $OUT/gpu_session.log (the device tool brings back at most 8 files).
 # GPU_SESSION_BUDGET_S (default 530) bounds the whole script; run it with timeout_s ≥ that + 20.
 set -u
 OUT=${OUT:-/tmp/gpu-session}
 mkdir -p "$OUT"
 BUDGET=${GPU_SESSION_BUDGET_S:-530}
-log() { echo "[gpu_session $SECONDS s] $*"; }
+log() { echo "[gpu_session $SECONDS s] $*" | tee -a "$LOG"; }
 left() { echo $((BUDGET - SECONDS)); }
 cap() { local want=$1 have; have=$(left); echo $(( want < have ? want : have )); }
 
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/nvidia-smi.txt"
+LOG="$OUT/gpu_session.log"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a "$LOG"
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/whl/*.whl || exit 1
 cp -r .gpu/site/. /tmp/site/
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false PATH=$PATH:/tmp/site/bin
@@ -24,7 +26,7 @@ if ! python3 -m pip install --no-build-isolation --no-deps --no-index -Cbuild-di
   tail -40 "$OUT/build.log"; exit 1
 fi
 python3 -c "import torch, transformers, bitsandbytes, grpc, tokenwire._core as c; print('torch', torch.__version__, 'transformers', transformers.__version__, 'bitsandbytes', bitsandbytes.__version__, 'grpc', grpc.__version__, 'core', c.__file__)" \
-  | tee "$OUT/versions.txt" || exit 1
+  | tee -a "$LOG" || exit 1
 log "built"
 
 jobs=("$@")
@@ -33,17 +35,17 @@ for job in "${jobs[@]}"; do
   case $job in
     load)
       timeout "$(cap 200)" python3 bench/generate_load.py --json --device cuda --size 1b --cache /tmp/bench-models \
-        >"$OUT/generate_load_1b.json" 2>"$OUT/generate_load_1b.log"
-      log "generate_load rc=$?"; cat "$OUT/generate_load_1b.json"; tail -3 "$OUT/generate_load_1b.log" ;;
+        >"$OUT/generate_load_1b.json" 2>>"$LOG"
+      log "generate_load rc=$?"; cat "$OUT/generate_load_1b.json" ;;
     profile)
-      timeout "$(cap 90)" python3 bench/step_profile.py --steps 64 --out "$OUT" >/dev/null 2>"$OUT/step_profile.log"
-      log "step_profile rc=$?"; grep '^\[step_profile\]' "$OUT/step_profile.log"; tail -3 "$OUT/step_profile.log" ;;
+      timeout "$(cap 90)" python3 bench/step_profile.py --steps 64 --out "$OUT/step_profile.json" >/dev/null 2>>"$LOG"
+      log "step_profile rc=$?"; grep -o '"[a-z_0-9]*step_ms": [0-9.]*' "$OUT/step_profile.json" ;;
     check*)
       configs=${job#check}; configs=${configs#:}
       deadline=$(( $(left) - 100 ))
       timeout "$(cap 600)" python3 bench/gpu_check.py --workdir /tmp/gpu-check --out "$OUT/gpu_check.json" \
-        ${configs:+--configs "$configs"} --deadline-s $(( deadline > 1 ? deadline : 1 )) 2>"$OUT/gpu_check.log" >/dev/null
-      log "gpu_check rc=$?"; grep '^\[gpu_check\]' "$OUT/gpu_check.log"; grep -v '^\[gpu_check\]' "$OUT/gpu_check.log" | tail -8 ;;
+        ${configs:+--configs "$configs"} --deadline-s $(( deadline > 1 ? deadline : 1 )) 2>>"$LOG" >/dev/null
+      log "gpu_check rc=$?"; grep '^\[gpu_check\]' "$LOG" ;;
     *) log "unknown job $job" ;;
   esac
 done

@@ -9,8 +9,11 @@ then, where py-spy is on the PATH, samples the server during both runs and print
 that take the most time per thread (`--profile-out` keeps the raw stacks). The gap between
 model_step_ms and server_step_ms is the server's own overhead per step.
 
-    python3 bench/step_profile.py --tiny          # CPU, seconds
-    python3 bench/step_profile.py --out DIR       # on a GPU
+    python3 bench/step_profile.py --tiny                      # CPU, seconds
+    python3 bench/step_profile.py --out $OUT/step_profile.json  # on a GPU
+
+Like the server, it switches cuDNN attention off first (models/cuda_attention.py), so both sides
+run the same kernels; TOKENWIRE_CUDNN_SDPA=1 keeps PyTorch's choice for both.
 """
 
 from __future__ import annotations
@@ -118,7 +121,7 @@ def served(registry: Path, args: argparse.Namespace, vocab: int, out: dict[str, 
 
             stream(0, 4)
             for label, streams in (("batch1", 1), (f"streams{args.streams}", args.streams)):
-                raw = Path(args.out) / f"pyspy_{label}.txt"
+                raw = Path(args.raw_dir) / f"pyspy_{label}.txt"
                 recorder = None
                 if spy:
                     recorder = subprocess.Popen([spy, "record", "--pid", str(server.proc.pid), "--rate", "250",
@@ -151,11 +154,15 @@ def main() -> int:
     parser.add_argument("--prompt-tokens", type=int, default=128)
     parser.add_argument("--streams", type=int, default=16)
     parser.add_argument("--top", type=int, default=25)
-    parser.add_argument("--out", default=None, help="folder for the raw py-spy stacks and step_profile.json")
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    parser.add_argument("--raw-dir", default=None, help="folder for the raw py-spy stacks (default: a temp dir)")
     args = parser.parse_args()
     args.steps = args.steps or (64 if args.tiny else 96)
-    args.out = args.out or tempfile.mkdtemp(prefix="step-profile-")
-    Path(args.out).mkdir(parents=True, exist_ok=True)
+    args.raw_dir = args.raw_dir or tempfile.mkdtemp(prefix="step-profile-")
+    Path(args.raw_dir).mkdir(parents=True, exist_ok=True)
+    from tokenwire.models.cuda_attention import configure_cuda_attention
+
+    configure_cuda_attention()
     device = "cuda" if torch.cuda.is_available() and not args.tiny else "cpu"
     workdir = Path(tempfile.mkdtemp(prefix="step-profile-model-"))
     meta = build_model(workdir / "model", args.tiny)
@@ -183,7 +190,8 @@ def main() -> int:
     registry = write_registry(workdir / "bench.toml", workdir / "model", entry)
     served(registry, args, vocab, out)
     text = json.dumps(out, indent=1)
-    (Path(args.out) / "step_profile.json").write_text(text + "\n")
+    if args.out:
+        args.out.write_text(text + "\n")
     print(text)
     return 0
 

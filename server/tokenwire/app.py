@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 from .config import Config
 from .interceptor import ServerInterceptor
+from .models.cuda_attention import configure_cuda_attention
 from .models.registry import ModelRegistry, ModelState
 from .reflection import enable_reflection
 from .security import TokenAuth, server_credentials
@@ -99,6 +100,7 @@ class TokenwireServer:
 
     async def load_models(self) -> None:
         """Load every model, updating health as each settles."""
+        configure_cuda_attention()
         await self.registry.load_all(self._update_health)
 
     async def _update_health(self) -> None:
