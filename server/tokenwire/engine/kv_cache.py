@@ -6,6 +6,9 @@ of row indices per step, never re-running a prompt. Padding columns that every r
 needing are trimmed after a gather, so a long-finished long prompt does not cost attention
 forever.
 
+`padded` says whether any row has left padding; while none has, the runner passes no attention
+mask at all, so the model builds none each step and attention can take its mask-free kernels.
+
 Works with transformers' DynamicCache (and an EncoderDecoderCache's self-attention part), whose
 layers hold `.keys` / `.values` shaped [batch, kv_heads, seq, head_dim].
 """
@@ -30,6 +33,11 @@ class BatchKV:
         self.cache = cache
         self.mask = mask                                  # [rows, seq] long, 1 = real token
         self.positions = mask.sum(dim=1)                  # next position id of each row
+        self.padded = self._has_padding()
+
+    def _has_padding(self) -> bool:
+        # Padding is on the left only, so a row is padded iff its first column is.
+        return self.rows > 0 and self.mask.shape[1] > 0 and not bool(self.mask[:, 0].all())
 
     @property
     def rows(self) -> int:
@@ -49,6 +57,7 @@ class BatchKV:
                 layer.keys = layer.keys.index_select(0, index.to(layer.keys.device))
                 layer.values = layer.values.index_select(0, index.to(layer.values.device))
         self._trim_left_padding()
+        self.padded = self._has_padding()
 
     def _trim_left_padding(self) -> None:
         if self.rows == 0:
@@ -66,7 +75,7 @@ class BatchKV:
     def merge(self, other: BatchKV) -> None:
         """Append `other`'s rows after ours, left-padding the shorter side along seq."""
         if self.rows == 0:
-            self.cache, self.mask, self.positions = other.cache, other.mask, other.positions
+            self.cache, self.mask, self.positions, self.padded = other.cache, other.mask, other.positions, other.padded
             return
         length = max(self.mask.shape[1], other.mask.shape[1])
         self.mask = torch.cat([_left_pad(self.mask, length), _left_pad(other.mask, length)], dim=0)
@@ -74,6 +83,7 @@ class BatchKV:
         for mine, theirs in zip(_layers(self.cache), _layers(other.cache), strict=True):
             mine.keys = torch.cat([_left_pad(mine.keys, length, -2), _left_pad(theirs.keys, length, -2)], 0)
             mine.values = torch.cat([_left_pad(mine.values, length, -2), _left_pad(theirs.values, length, -2)], 0)
+        self.padded = self._has_padding()
 
     def advance(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Attention mask and position ids for one more token per row (and record it)."""
