@@ -11,13 +11,14 @@ import grpc
 
 from ..engine.engines import Engines
 from ..engine.params import GenerationParams, Method, parse_generate_request
-from ..engine.request import Failed, Finished, GenerationRequest, SequenceDelta
+from ..engine.request import Event, Failed, Finished, GenerationRequest, SequenceDelta
 from ..errors import DeadlineExceeded
 from ..models.loader import LoadedModel
 from ..models.registry import ModelRegistry
 from ..observability.context import add_trailers
 from ..tasks import Task
 from ..v1 import common_pb2, generation_pb2, generation_pb2_grpc
+from .coalesce import coalesce
 from .generation_convert import SequenceBuilder, stream_message, usage
 
 # A stream ends with FINISH_REASON_TIME_LIMIT a little before the client's deadline, so the
@@ -107,29 +108,33 @@ async def collect(job: GenerationRequest, context: grpc.aio.ServicerContext, mod
 
 
 async def relay(job: GenerationRequest, model_name: str) -> AsyncIterator[generation_pb2.GenerateStreamResponse]:
-    """Stream `job`'s deltas as they come; the first message carries seed and model."""
+    """Stream `job`'s deltas as they come; the first message carries seed and model. Deltas
+    that queued up while the loop was busy go out merged, one message per sequence."""
     params = job.params
     first = True
     done = False
     try:
         while True:
-            event = await job.events.get()
-            if isinstance(event, SequenceDelta):
-                message = stream_message(event, params)
-                if first:
-                    message.model = model_name
-                    if params.method is Method.SAMPLE and job.seed is not None:
-                        message.seed = job.seed
-                    first = False
-                yield message
-            elif isinstance(event, Finished):
-                done = True
-                _timing_trailers(job, event)
-                yield generation_pb2.GenerateStreamResponse(usage=usage(event))
-                return
-            elif isinstance(event, Failed):
-                done = True
-                raise event.error
+            queued: list[Event] = [await job.events.get()]
+            while not job.events.empty():
+                queued.append(job.events.get_nowait())
+            for event in coalesce(queued):
+                if isinstance(event, SequenceDelta):
+                    message = stream_message(event, params)
+                    if first:
+                        message.model = model_name
+                        if params.method is Method.SAMPLE and job.seed is not None:
+                            message.seed = job.seed
+                        first = False
+                    yield message
+                elif isinstance(event, Finished):
+                    done = True
+                    _timing_trailers(job, event)
+                    yield generation_pb2.GenerateStreamResponse(usage=usage(event))
+                    return
+                elif isinstance(event, Failed):
+                    done = True
+                    raise event.error
     finally:
         if not done:
             job.cancel()
