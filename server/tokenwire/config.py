@@ -77,6 +77,9 @@ class ModelSpec:
     max_batch_size: int = 32
     max_batch_tokens: int = 16384
     """Most padded prompt tokens in one forward: a generation prefill, or a one-shot batch."""
+    prefill_chunk_tokens: int = 2048
+    """Generation: a prompt longer than this is prefilled this many tokens at a time, with a
+    decode step of the running batch between chunks; 0: whole prompts in one forward."""
     max_wait_ms: float = 2.0
     """One-shot tasks: how long the first request of a batch waits for company."""
     max_queue: int = 256
@@ -158,6 +161,13 @@ def _positive_int(value: Any) -> int:
     _typed(value, int, "a positive integer")
     if value <= 0:
         raise ValueError(f"must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _nonnegative_int(value: Any) -> int:
+    _typed(value, int, "an integer >= 0")
+    if value < 0:
+        raise ValueError(f"must be an integer >= 0, got {value!r}")
     return int(value)
 
 
@@ -249,6 +259,7 @@ _MODEL_KEYS: dict[str, Callable[[Any], Any]] = {
     "max_new_tokens": _positive_int,
     "max_batch_size": _positive_int,
     "max_batch_tokens": _positive_int,
+    "prefill_chunk_tokens": lambda v: _nonnegative_int(v),
     "max_wait_ms": lambda v: _nonnegative_number(v),
     "max_queue": _positive_int,
     "trust_remote_code": lambda v: _typed(v, bool, "true or false"),

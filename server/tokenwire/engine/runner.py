@@ -65,6 +65,22 @@ class CausalLMRunner:
         return self._host(out.logits[:, -1, :]), BatchKV(out.past_key_values, mask)
 
     @torch.inference_mode()
+    def prefill_chunk(self, chunk: list[int], cache: Any, start: int, last: bool) -> tuple[torch.Tensor | None, Any]:
+        """One chunk of one long prompt: tokens [start, start + len(chunk)) on top of `cache`
+        (None for the first chunk). Returns the cache, and the last position's logits when
+        `last` (earlier chunks need none). One row, never padded: no attention mask."""
+        ids = torch.tensor([chunk], dtype=torch.long, device=self.device)
+        kwargs: dict[str, Any] = {"input_ids": ids, "use_cache": True}
+        if cache is not None:
+            kwargs[self._cache_kw] = cache
+        if self._accepts_positions:
+            kwargs["position_ids"] = torch.arange(start, start + len(chunk), device=self.device).unsqueeze(0)
+        if self._logits_to_keep:
+            kwargs["logits_to_keep"] = 1
+        out = self.model(**kwargs)
+        return (self._host(out.logits[:, -1, :]) if last else None), out.past_key_values
+
+    @torch.inference_mode()
     def decode(self, batch: BatchKV, tokens: torch.Tensor) -> torch.Tensor:
         """One token per row → next logits [rows, vocab]."""
         mask, positions = batch.advance()

@@ -6,6 +6,10 @@ One iteration:
   2. admit   — waiting requests join while rows are free: ONE batched prefill for all of them,
                their first token selected, their KV rows expanded (n samples, beams) and merged
                into the running batch;
+     A prompt longer than `prefill_chunk_tokens` is prefilled instead in chunks of that
+               many tokens, one chunk per iteration (one such prompt at a time, FIFO), and
+               joins the batch after its last chunk: running streams keep getting a token
+               every iteration instead of stalling for a whole long prefill;
   3. decode  — ONE forward for every running row → logits [rows, vocab] on the host → the core:
                one BatchSampler call for the sampled/greedy rows and one BeamStepper call for
                every beam search → new tokens, beam parents → one KV gather that drops finished
@@ -72,6 +76,16 @@ class BeamGroup:
 Member = SampleRow | BeamGroup
 
 
+@dataclass
+class _ChunkedPrefill:
+    """A long prompt being prefilled a chunk per iteration; its cache grows until it joins."""
+
+    request: GenerationRequest
+    done: int = 0
+    """Prompt tokens already in `cache`."""
+    cache: Any = None
+
+
 class _ModelMetrics:
     """This model's children of the process-wide metrics (label lookups done once)."""
 
@@ -102,6 +116,8 @@ class Scheduler:
         self.max_rows = model.spec.max_batch_size
         self._waiting: deque[GenerationRequest] = deque()
         self._outbox = Outbox()  # written and flushed by the scheduler thread only
+        self._chunk = model.spec.prefill_chunk_tokens
+        self._chunked: _ChunkedPrefill | None = None
         self._cond = threading.Condition()
         self._closed = False
         self._members: list[Member] = []
@@ -133,14 +149,16 @@ class Scheduler:
 
     @property
     def running_rows(self) -> int:
-        return sum(self._rows_of(m) for m in self._members)
+        """Rows decoding, plus those a long prompt being prefilled in chunks will take."""
+        pending = self._chunked.request.params.rows if self._chunked is not None else 0
+        return sum(self._rows_of(m) for m in self._members) + pending
 
     # --- the scheduler thread -------------------------------------------------------------
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._closed and not self._waiting and not self._members:
+                while not self._closed and not self._waiting and not self._members and self._chunked is None:
                     self._cond.wait()
                 if self._closed:
                     break
@@ -153,6 +171,8 @@ class Scheduler:
                 if admitted:
                     self._prefill(admitted)
                     self._outbox.flush()  # first tokens go out before the next forward pass
+                if self._chunked is not None:
+                    self._prefill_next_chunk()
                 if self._members:
                     self._decode()
             except Exception as exc:  # a failing batch fails its requests, never the server
@@ -169,6 +189,10 @@ class Scheduler:
 
     def _reap(self, now: float) -> None:
         """Drop rows of requests whose client left or whose time is up."""
+        chunked = self._chunked
+        if chunked is not None and (chunked.request.cancelled or chunked.request.expired(now)):
+            self._chunked = None
+            self._end_unstarted(chunked.request)
         gone = {m.request.id for m in self._members if m.request.cancelled or m.request.expired(now)}
         if not gone:
             return
@@ -220,14 +244,18 @@ class Scheduler:
                 request = self._waiting[0]
                 if request.cancelled or request.expired(now):
                     self._waiting.popleft()
-                    self._progress[request.id] = _Progress(request.params.n)
-                    for i in range(request.params.n):
-                        dummy = SequenceOutput(i, request.params, self.model.tokenizer)
-                        reason = FinishReason.CANCELLED if request.cancelled else FinishReason.TIME_LIMIT
-                        self._emit_sequence_end(request, dummy.stop(reason))
+                    self._end_unstarted(request)
                     continue
                 if request.params.rows > free:
                     break
+                if self._chunk and request.params.prefill_inputs is None and len(request.params.prompt_ids) > self._chunk:
+                    if self._chunked is not None:
+                        break  # one long prompt at a time; the queue keeps its order
+                    self._waiting.popleft()
+                    self._chunked = _ChunkedPrefill(request)
+                    free -= request.params.rows
+                    self._note_admitted(request, now)
+                    continue
                 # Prefill token budget: the padded prompt tokens of one batched prefill stay
                 # within max_batch_tokens (the first request always goes), which bounds the
                 # prefill's activation memory (see models/placement.py).
@@ -236,10 +264,36 @@ class Scheduler:
                     break
                 free -= request.params.rows
                 admitted.append(self._waiting.popleft())
-                request.admitted_at = now
-                self._metrics.queue.observe(now - request.arrival)
-                self._metrics.prompt_tokens.inc(len(request.params.prompt_ids))
+                self._note_admitted(request, now)
         return admitted
+
+    def _note_admitted(self, request: GenerationRequest, now: float) -> None:
+        request.admitted_at = now
+        self._metrics.queue.observe(now - request.arrival)
+        self._metrics.prompt_tokens.inc(len(request.params.prompt_ids))
+
+    def _end_unstarted(self, request: GenerationRequest) -> None:
+        """End a request that never joined the batch (cancelled or out of time first)."""
+        self._progress[request.id] = _Progress(request.params.n)
+        reason = FinishReason.CANCELLED if request.cancelled else FinishReason.TIME_LIMIT
+        for i in range(request.params.n):
+            self._emit_sequence_end(request, SequenceOutput(i, request.params, self.model.tokenizer).stop(reason))
+
+    def _prefill_next_chunk(self) -> None:
+        """Run the next chunk of the long prompt; after its last, it joins the batch."""
+        job = self._chunked
+        assert job is not None
+        prompt = job.request.params.prompt_ids
+        end = min(len(prompt), job.done + self._chunk)
+        last = end == len(prompt)
+        logits, job.cache = self.runner.prefill_chunk(prompt[job.done:end], job.cache, job.done, last)
+        job.done = end
+        if last:
+            assert logits is not None
+            self._chunked = None
+            mask = torch.ones((1, end), dtype=torch.long, device=self.runner.device)
+            self._prefill_group([job.request], logits, BatchKV(job.cache, mask))
+            self._outbox.flush()
 
     def _prefill(self, requests: list[GenerationRequest]) -> None:
         """Text-only prompts share one batched prefill; prompts with extra inputs (images)
@@ -354,13 +408,16 @@ class Scheduler:
         """A forward or core call failed: fail the requests it involved, reset the batch."""
         if not isinstance(exc, Unavailable):
             log.error("model %s: decoding step failed; failing %d running request(s)",
-                      self.spec.name, len({m.request.id for m in self._members}) + len(admitted), exc_info=exc)
+                      self.spec.name, len({m.request.id for m in self._members}) + len(admitted) + (self._chunked is not None),
+                      exc_info=exc)
         error: BaseException = exc
         if isinstance(exc, torch.OutOfMemoryError):
             error = ResourceExhausted(f"model {self.spec.name!r} ran out of memory on this batch; "
                                       "retry with a shorter prompt or fewer tokens")
         seen: set[int] = set()
-        for request in [m.request for m in self._members] + admitted:
+        chunked = [self._chunked.request] if self._chunked is not None else []
+        self._chunked = None
+        for request in [m.request for m in self._members] + admitted + chunked:
             if request.id not in seen:
                 seen.add(request.id)
                 self._outbox.put(request, Failed(error))

@@ -1,0 +1,137 @@
+"""Chunked prefill: a prompt longer than `prefill_chunk_tokens` is prefilled a chunk per
+scheduler iteration. Its output is exactly what a whole-prompt prefill gives (greedy against
+transformers, beams and seeded sampling against the unchunked demo server), running streams
+keep receiving tokens while it is prefilled, and it can be cancelled half-way."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import InProcessServer
+
+from tokenwire.client import Client
+from tokenwire.config import Config
+from tokenwire.demo_config import demo_config
+from tokenwire.engine.params import parse_generate_request
+from tokenwire.engine.request import Event, Finished, FinishReason, GenerationRequest, SequenceDelta
+from tokenwire.tasks import Task
+from tokenwire.v1 import common_pb2, generation_pb2
+
+CHUNK = 8
+MODELS = ("tiny-llama", "tiny-gpt2")
+
+
+def long_prompt(n: int, salt: int = 0) -> list[int]:
+    return [5 + (i * 7 + salt) % 400 for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def chunked(demo_models_dir: Path) -> Iterator[InProcessServer]:
+    base = demo_config(demo_models_dir)
+    specs = tuple(replace(s, prefill_chunk_tokens=CHUNK) for s in base.models if s.name in MODELS)
+    with InProcessServer(Config(server=base.server, models=specs)) as server:
+        yield server
+
+
+def request(model: str, ids: list[int], max_new: int, **kw: Any) -> generation_pb2.GenerateRequest:
+    return generation_pb2.GenerateRequest(model=model, input_ids=ids,
+                                          stopping=common_pb2.StoppingParams(max_new_tokens=max_new), **kw)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_greedy_equals_transformers(chunked: InProcessServer, references, model: str) -> None:  # type: ignore[no-untyped-def]
+    with Client(chunked.target) as c:
+        for n in (CHUNK + 1, 3 * CHUNK, 61, 130):
+            ids = long_prompt(n, salt=n)
+            reply = c.generation.Generate(request(model, ids, 12))
+            assert list(reply.sequences[0].token_ids) == references[model].greedy(ids, 12), n
+
+
+def test_beams_and_seeded_samples_equal_the_unchunked_server(chunked: InProcessServer, client: Client) -> None:
+    ids = long_prompt(77, salt=3)
+    beam = dict(method=common_pb2.DECODING_METHOD_BEAM_SEARCH, beam=common_pb2.BeamParams(num_beams=3),
+                num_return_sequences=2)
+    sample = dict(method=common_pb2.DECODING_METHOD_SAMPLE, num_return_sequences=2,
+                  sampling=common_pb2.SamplingParams(seed=17, temperature=0.9, top_p=0.95))
+    with Client(chunked.target) as c:
+        for kw in (beam, sample):
+            mine = c.generation.Generate(request("tiny-llama", ids, 10, **kw))
+            theirs = client.generation.Generate(request("tiny-llama", ids, 10, **kw))
+            assert [list(s.token_ids) for s in mine.sequences] == [list(s.token_ids) for s in theirs.sequences]
+
+
+async def _long_prompt_beside_a_stream(server: InProcessServer, cancel_after_chunks: int = 0) -> tuple[list[str], list[Event]]:
+    """A short request decodes while a 160-token prompt arrives. Returns the scheduler's
+    forward calls from then on ("prefill", "chunk", "decode", as its thread made them), and
+    the long request's events. `cancel_after_chunks`: the long request's client leaves after
+    that many chunks."""
+    assert server.server is not None
+    model = server.server.registry.resolve("tiny-llama", Task.GENERATE)
+    engine = server.server.engines.get(model, Task.GENERATE)
+    loop = asyncio.get_running_loop()
+
+    def job(ids: list[int], max_new: int) -> GenerationRequest:
+        pb = generation_pb2.GenerateRequest(model="tiny-llama", input_ids=ids, stopping=common_pb2.StoppingParams(
+            max_new_tokens=max_new, ignore_eos=True))
+        return GenerationRequest(parse_generate_request(pb, model, engine.defaults, engine.max_rows, time.monotonic()), loop)
+
+    async def until_finished(j: GenerationRequest) -> list[Event]:
+        events: list[Event] = []
+        while not events or not isinstance(events[-1], Finished):
+            events.append(await asyncio.wait_for(j.events.get(), 60))
+        return events
+
+    short, long = job(long_prompt(5), 400), job(long_prompt(160, salt=9), 2)
+    calls: list[str] = []
+    runner = engine.runner
+
+    def spy(name: str, forward: Any) -> Any:
+        def called(*args: Any, **kwargs: Any) -> Any:  # runs on the scheduler thread
+            calls.append(name)
+            if name == "chunk" and calls.count("chunk") == cancel_after_chunks:
+                long.cancel()
+            return forward(*args, **kwargs)
+        return called
+
+    engine.submit(short)
+    await short.events.get()  # it is decoding
+    for name, attribute in (("prefill", "prefill"), ("chunk", "prefill_chunk"), ("decode", "decode")):
+        setattr(runner, attribute, spy(name, getattr(runner, attribute)))
+    try:
+        engine.submit(long)
+        long_events = await until_finished(long)
+        short.cancel()
+        await until_finished(short)
+    finally:
+        for attribute in ("prefill", "prefill_chunk", "decode"):
+            delattr(runner, attribute)  # the class's methods again
+    return calls, long_events
+
+
+def test_running_streams_keep_decoding_during_a_long_prefill(chunked: InProcessServer,
+                                                             demo_server: InProcessServer) -> None:
+    calls, events = chunked.run(_long_prompt_beside_a_stream(chunked))
+    chunks = [i for i, c in enumerate(calls) if c == "chunk"]
+    assert len(chunks) == 160 // CHUNK and "prefill" not in calls
+    # a decode step of the running batch after every chunk: the stream never waits for the prompt
+    assert all(calls[i + 1] == "decode" for i in chunks)
+    assert sum(len(e.token_ids) for e in events if isinstance(e, SequenceDelta)) == 2
+    # Without chunking (the demo server: 2048-token chunks) the prompt goes in one forward.
+    calls, _ = demo_server.run(_long_prompt_beside_a_stream(demo_server))
+    assert "chunk" not in calls and "prefill" in calls
+
+
+def test_a_long_prompt_can_be_cancelled_half_way(chunked: InProcessServer) -> None:
+    calls, events = chunked.run(_long_prompt_beside_a_stream(chunked, cancel_after_chunks=3))
+    assert calls.count("chunk") == 3  # no chunk after the client left
+    deltas = [e for e in events if isinstance(e, SequenceDelta)]
+    assert [d.finish_reason for d in deltas] == [FinishReason.CANCELLED] and not deltas[0].token_ids
+    assert isinstance(events[-1], Finished) and events[-1].completion_tokens == 0
+    with Client(chunked.target) as c:  # and the model still serves
+        assert len(c.generation.Generate(request("tiny-llama", long_prompt(40), 3)).sequences[0].token_ids) == 3
