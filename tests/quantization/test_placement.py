@@ -80,6 +80,18 @@ def test_reservation_formula() -> None:
     assert shape_for(spec(kv_cache_reserve=LAYERS * 1000)).reserve.kv_per_layer == 1000
 
 
+def test_chunked_prefill_bounds_the_activation_term() -> None:
+    per_token = (2 * 2048 + 32 * 64 + 2 * 8 * 64 + 3 * 8192) * 2
+    # 32 × 32k-token prompts: without chunking a whole prompt (and its 32k × 32k mask) is one forward
+    whole = shape_for(spec(max_batch_size=32, max_input_tokens=32768, max_new_tokens=16, prefill_chunk_tokens=0)).reserve
+    assert whole.prefill_tokens == 32768 and whole.activations == 32768 * per_token + 32768 * 32768
+    # in 2048-token chunks: the prefill budget (16384) bounds the tokens; a chunk's mask spans the prompt
+    chunked = shape_for(spec(max_batch_size=32, max_input_tokens=32768, max_new_tokens=16)).reserve
+    assert chunked.prefill_tokens == 16384
+    assert chunked.activations == 16384 * per_token + max(16384 * 2048, 2048 * 32768)
+    assert chunked.activations < whole.activations / 2
+
+
 @pytest.mark.parametrize("gpus", [2, 4])
 @pytest.mark.parametrize("strategy", ["balanced", "auto"])
 def test_balanced_over_fake_gpus(gpus: int, strategy: str) -> None:

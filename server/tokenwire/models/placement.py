@@ -22,13 +22,16 @@ memory on its first full batch of long requests. With
   B = max_batch_size, T_in = max_input_tokens, T = min(context window, T_in + max_new_tokens),
   e = bytes per element of the compute dtype, L = decoder layers, H = hidden size,
   I = intermediate size, q = heads × head_dim, kv = kv_heads × head_dim, V = vocabulary,
-  P = prefill tokens = min(B × T_in, max(max_batch_tokens, T_in)) (the scheduler's prefill
-      token budget; one-shot tasks batch within max_batch_tokens the same way),
+  W = widest prompt in one forward = min(T_in, prefill_chunk_tokens) (T_in when chunking is off;
+      a longer prompt is prefilled W tokens at a time),
+  P = prefill tokens = min(B × W, max(max_batch_tokens, W)) (the scheduler's prefill token
+      budget; one-shot tasks batch within max_batch_tokens the same way, with W = T_in),
 the reservation is
   KV cache     2 × B × T × kv × e per decoder layer, on the device of that layer
                (`kv_cache_reserve` = a size replaces the total; 0 switches it off);
-  activations  P × (2H + q + 2kv + 3I) × e + P × T_in (the boolean attention mask), on every
-               device that computes (each GPU used; the CPU when no GPU is);
+  activations  P × (2H + q + 2kv + 3I) × e + max(P × W, W × T_in) (the boolean attention mask
+               of a batched prefill, or of a chunk that sees the whole prompt before it), on
+               every device that computes (each GPU used; the CPU when no GPU is);
   logits       rows × V × (e + 4), on the device of the output layer (rows = B for generation,
                P for fill-mask, 0 otherwise; +4: the float32 copy for the sampler).
 Layers offloaded to the CPU or disk run on the first GPU, so their KV cache is reserved there.
@@ -152,7 +155,9 @@ def reservation(spec: ModelSpec, config: Any, tasks: tuple[Task, ...], meta: tor
     generative = bool({Task.GENERATE, Task.MULTIMODAL_CHAT} & set(tasks))
     if generative:
         context = min(window, max_input_tokens + spec.max_new_tokens)
-        prefill = min(batch * max_input_tokens, max(spec.max_batch_tokens, max_input_tokens))
+        widest = min(max_input_tokens, spec.prefill_chunk_tokens or max_input_tokens)
+        prefill = min(batch * widest, max(spec.max_batch_tokens, widest))
+        mask = max(prefill * widest, widest * max_input_tokens)
         layers = decoder_layers(meta, config)
         kv_total = (2 * batch * context * kv_heads * head_dim * e * len(layers)
                     if spec.kv_cache_reserve is None else spec.kv_cache_reserve)
@@ -160,10 +165,10 @@ def reservation(spec: ModelSpec, config: Any, tasks: tuple[Task, ...], meta: tor
     else:
         context = max_input_tokens
         prefill = min(batch * max_input_tokens, spec.max_batch_tokens)
+        mask = prefill * max_input_tokens
         layers, kv_total = (), 0
         rows = prefill if Task.FILL_MASK in tasks else 0
-    activations = prefill * (2 * hidden + heads * head_dim + 2 * kv_heads * head_dim + 3 * inter) * e \
-        + prefill * max_input_tokens
+    activations = prefill * (2 * hidden + heads * head_dim + 2 * kv_heads * head_dim + 3 * inter) * e + mask
     logits = rows * vocab * (e + 4)
     out = _output_module(meta)
     if out is None:  # nowhere to attach it: every compute device keeps room for it
