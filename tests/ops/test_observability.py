@@ -72,6 +72,11 @@ def test_metrics_count_requests_tokens_and_latencies(served: ServeProcess) -> No
     assert delta("tokenwire_finish_reasons_total", model="tiny-llama", reason="length") == 3
     assert delta("tokenwire_queue_seconds_count", model="tiny-gpt2") == 1
     assert delta("tokenwire_batch_rows_count", model="tiny-llama") > 0
+    # one after another: 3 prefills, 4 decode forwards each, a core call after every forward
+    assert delta("tokenwire_step_seconds_count", model="tiny-llama", phase="prefill") == 3
+    assert delta("tokenwire_step_seconds_count", model="tiny-llama", phase="forward") == 12
+    assert delta("tokenwire_step_seconds_count", model="tiny-llama", phase="select") == 15
+    assert delta("tokenwire_step_seconds_sum", model="tiny-llama", phase="forward") > 0
     assert sample(after, "tokenwire_active_requests", model="tiny-llama") == 0
     assert "tokenwire_request_duration_seconds_bucket" in after
 

@@ -94,6 +94,8 @@ class _ModelMetrics:
         self.ttft = metrics.TTFT_SECONDS.labels(name)
         self.itl = metrics.ITL_SECONDS.labels(name)
         self.batch_rows = metrics.BATCH_ROWS.labels(name)
+        self.step = {phase: metrics.STEP_SECONDS.labels(name, phase)
+                     for phase in ("prefill", "prefill_chunk", "forward", "select")}
         self.prompt_tokens = metrics.PROMPT_TOKENS.labels(name)
         self.generated_tokens = metrics.GENERATED_TOKENS.labels(name)
         self.active = metrics.ACTIVE_REQUESTS.labels(name)
@@ -286,7 +288,9 @@ class Scheduler:
         prompt = job.request.params.prompt_ids
         end = min(len(prompt), job.done + self._chunk)
         last = end == len(prompt)
+        started = time.perf_counter()
         logits, job.cache = self.runner.prefill_chunk(prompt[job.done:end], job.cache, job.done, last)
+        self._metrics.step["prefill_chunk"].observe(time.perf_counter() - started)
         job.done = end
         if last:
             assert logits is not None
@@ -299,12 +303,13 @@ class Scheduler:
         """Text-only prompts share one batched prefill; prompts with extra inputs (images)
         are prefilled one by one. All join the running batch."""
         plain = [r for r in requests if r.params.prefill_inputs is None]
-        if plain:
-            self._prefill_group(plain, *self.runner.prefill([r.params.prompt_ids for r in plain]))
-        for request in requests:
-            if request.params.prefill_inputs is not None:
-                self._prefill_group([request], *self.runner.prefill(
-                    [request.params.prompt_ids], request.params.prefill_inputs))
+        groups = ([(plain, None)] if plain else []) + [([r], r.params.prefill_inputs) for r in requests
+                                                        if r.params.prefill_inputs is not None]
+        for group, extra in groups:
+            started = time.perf_counter()
+            logits, kv = self.runner.prefill([r.params.prompt_ids for r in group], extra)
+            self._metrics.step["prefill"].observe(time.perf_counter() - started)
+            self._prefill_group(group, logits, kv)
 
     def _prefill_group(self, requests: list[GenerationRequest], logits: torch.Tensor, kv: BatchKV) -> None:
         members: list[Member] = []
@@ -337,12 +342,21 @@ class Scheduler:
 
     def _decode(self) -> None:
         self._metrics.batch_rows.observe(self._kv.rows)
+        started = time.perf_counter()
         logits = self.runner.decode(self._kv, self._next_tokens)
+        self._metrics.step["forward"].observe(time.perf_counter() - started)
         self.steps += 1
         self._members, keep, self._next_tokens = self._select(logits, self._members)
         self._kv.gather(keep)
 
     def _select(self, logits: torch.Tensor, members: list[Member]) -> tuple[list[Member], torch.Tensor, torch.Tensor]:
+        started = time.perf_counter()
+        try:
+            return self._select_rows(logits, members)
+        finally:
+            self._metrics.step["select"].observe(time.perf_counter() - started)
+
+    def _select_rows(self, logits: torch.Tensor, members: list[Member]) -> tuple[list[Member], torch.Tensor, torch.Tensor]:
         """Run the core on `logits` (rows in `members` order); emit tokens; return the members
         still running (sampler rows first), the KV rows they continue, and their next tokens."""
         samples: list[tuple[int, SampleRow]] = []

@@ -23,6 +23,11 @@ TTFT_SECONDS = Histogram("tokenwire_time_to_first_token_seconds", "Arrival to fi
                          ["model"], buckets=_LATENCY, registry=REGISTRY)
 ITL_SECONDS = Histogram("tokenwire_inter_token_latency_seconds", "Time between a sequence's tokens",
                         ["model"], buckets=_TOKEN_LATENCY, registry=REGISTRY)
+STEP_SECONDS = Histogram("tokenwire_step_seconds",
+                         "Scheduler work by phase: prefill, prefill_chunk and forward (a decode step's "
+                         "forward pass, logits on the host included) run the model; select runs the "
+                         "decoding core and emits the tokens", ["model", "phase"], buckets=_TOKEN_LATENCY,
+                         registry=REGISTRY)
 BATCH_ROWS = Histogram("tokenwire_batch_rows", "Rows in each decode step", ["model"],
                        buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=REGISTRY)
 PROMPT_TOKENS = Counter("tokenwire_prompt_tokens_total", "Prompt tokens prefilled", ["model"], registry=REGISTRY)
