@@ -4,13 +4,14 @@ exactly what was produced."""
 from __future__ import annotations
 
 import asyncio
+from contextlib import aclosing
 from types import SimpleNamespace
 from typing import Any
 
 from tokenwire.engine.params import Method
 from tokenwire.engine.request import Event, Finished, FinishReason, SequenceDelta, TokenInfo
 from tokenwire.services.coalesce import coalesce
-from tokenwire.services.generation import relay
+from tokenwire.services.generation import events_of, relay
 from tokenwire.v1 import common_pb2
 
 
@@ -59,3 +60,24 @@ def test_relay_sends_what_queued_as_one_message() -> None:
     assert messages[0].text == "abc" and list(messages[0].token_ids) == [1, 2, 3]
     assert messages[0].finish_reason == common_pb2.FINISH_REASON_LENGTH and messages[0].model == "m"
     assert messages[1].usage.completion_tokens == 3
+
+
+def _job(*events: Event) -> SimpleNamespace:
+    job = SimpleNamespace(events=asyncio.Queue(), cancelled=False)
+    job.cancel = lambda: setattr(job, "cancelled", True)
+    for event in events:
+        job.events.put_nowait(event)
+    return job
+
+
+def test_leaving_early_cancels_the_job_and_reading_to_the_end_does_not() -> None:
+    async def run(read_all: bool) -> bool:
+        job = _job(delta(0, "a", 1), Finished(1, 1)) if read_all else _job(delta(0, "a", 1))
+        async with aclosing(events_of(job)) as events:  # type: ignore[arg-type]
+            async for event in events:
+                if not read_all:
+                    break  # the caller went away
+        return bool(job.cancelled)
+
+    assert asyncio.run(run(read_all=False)) is True
+    assert asyncio.run(run(read_all=True)) is False

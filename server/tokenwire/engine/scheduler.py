@@ -166,7 +166,7 @@ class Scheduler:
                     break
             admitted: list[GenerationRequest] = []
             self._metrics.waiting.set(len(self._waiting))
-            self._metrics.active.set(len(self._progress))
+            self._metrics.active.set(len(self._progress) + (self._chunked is not None))
             try:
                 self._reap(time.monotonic())
                 admitted = self._admit(time.monotonic())
@@ -181,7 +181,7 @@ class Scheduler:
                 self._fail_everything(exc, admitted)
             self._outbox.flush()
             self._metrics.waiting.set(len(self._waiting))
-            self._metrics.active.set(len(self._progress))
+            self._metrics.active.set(len(self._progress) + (self._chunked is not None))
         self._fail_everything(Unavailable(f"model {self.spec.name!r} is shutting down"), list(self._waiting))
         self._outbox.flush()
 

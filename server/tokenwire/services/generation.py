@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
 from typing import Any
 
 import grpc
@@ -41,8 +42,9 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
     async def GenerateStream(self, request: generation_pb2.GenerateRequest,
                              context: grpc.aio.ServicerContext) -> AsyncIterator[generation_pb2.GenerateStreamResponse]:
         job, model = await submit(self._registry, self._engines, request, context, streaming=True)
-        async for message in relay(job, model.spec.name):
-            yield message
+        async with aclosing(relay(job, model.spec.name)) as messages:
+            async for message in messages:
+                yield message
 
 
 def _timing_trailers(job: GenerationRequest, event: Finished) -> None:
@@ -77,18 +79,38 @@ async def submit(registry: ModelRegistry, engines: Engines, request: Any, contex
     return job, model
 
 
+async def events_of(job: GenerationRequest) -> AsyncGenerator[Event, None]:
+    """`job`'s events until its end (Finished or Failed, yielded last). Deltas that queued up
+    while the loop was busy come merged, one per sequence. Leaving early — the caller went away,
+    or failed — cancels the job, so nothing keeps decoding for nobody: use it under `aclosing`,
+    which runs that on the spot rather than whenever the generator is collected."""
+    ended = False
+    try:
+        while True:
+            queued: list[Event] = [await job.events.get()]
+            while not job.events.empty():
+                queued.append(job.events.get_nowait())
+            for event in coalesce(queued):
+                ended = isinstance(event, Finished | Failed)
+                yield event
+                if ended:
+                    return
+    finally:
+        if not ended:
+            job.cancel()
+
+
 async def collect(job: GenerationRequest, context: grpc.aio.ServicerContext, model_name: str) -> generation_pb2.GenerateResponse:
     """Wait for every sequence of `job`; cancel it if the caller goes away first."""
     params = job.params
     builders = [SequenceBuilder(params) for _ in range(params.n)]
-    done = False
-    try:
-        while True:
-            event = await job.events.get()
+    async with aclosing(events_of(job)) as events:
+        async for event in events:
             if isinstance(event, SequenceDelta):
                 builders[event.index].add(event)
+            elif isinstance(event, Failed):
+                raise event.error
             elif isinstance(event, Finished):
-                done = True
                 _timing_trailers(job, event)
                 sequences = [b.build() for b in builders]
                 if params.method is Method.BEAM:
@@ -99,42 +121,25 @@ async def collect(job: GenerationRequest, context: grpc.aio.ServicerContext, mod
                 return generation_pb2.GenerateResponse(
                     sequences=sequences, usage=usage(event), model=model_name,
                     **({"seed": job.seed} if params.method is Method.SAMPLE and job.seed is not None else {}))
-            elif isinstance(event, Failed):
-                done = True
-                raise event.error
-    finally:
-        if not done:
-            job.cancel()
+    raise AssertionError("events_of ends with Finished or Failed")
 
 
-async def relay(job: GenerationRequest, model_name: str) -> AsyncIterator[generation_pb2.GenerateStreamResponse]:
-    """Stream `job`'s deltas as they come; the first message carries seed and model. Deltas
-    that queued up while the loop was busy go out merged, one message per sequence."""
+async def relay(job: GenerationRequest, model_name: str) -> AsyncGenerator[generation_pb2.GenerateStreamResponse, None]:
+    """Stream `job`'s deltas as they come; the first message carries seed and model."""
     params = job.params
     first = True
-    done = False
-    try:
-        while True:
-            queued: list[Event] = [await job.events.get()]
-            while not job.events.empty():
-                queued.append(job.events.get_nowait())
-            for event in coalesce(queued):
-                if isinstance(event, SequenceDelta):
-                    message = stream_message(event, params)
-                    if first:
-                        message.model = model_name
-                        if params.method is Method.SAMPLE and job.seed is not None:
-                            message.seed = job.seed
-                        first = False
-                    yield message
-                elif isinstance(event, Finished):
-                    done = True
-                    _timing_trailers(job, event)
-                    yield generation_pb2.GenerateStreamResponse(usage=usage(event))
-                    return
-                elif isinstance(event, Failed):
-                    done = True
-                    raise event.error
-    finally:
-        if not done:
-            job.cancel()
+    async with aclosing(events_of(job)) as events:
+        async for event in events:
+            if isinstance(event, SequenceDelta):
+                message = stream_message(event, params)
+                if first:
+                    message.model = model_name
+                    if params.method is Method.SAMPLE and job.seed is not None:
+                        message.seed = job.seed
+                    first = False
+                yield message
+            elif isinstance(event, Failed):
+                raise event.error
+            elif isinstance(event, Finished):
+                _timing_trailers(job, event)
+                yield generation_pb2.GenerateStreamResponse(usage=usage(event))

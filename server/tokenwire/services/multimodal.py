@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import grpc
@@ -76,8 +77,9 @@ class MultimodalServicer(multimodal_pb2_grpc.MultimodalServicer):
                                    context: grpc.aio.ServicerContext) -> AsyncIterator[generation_pb2.GenerateStreamResponse]:
         job, _ = await submit(self._registry, self._engines, request, context, streaming=True,
                               task=Task.MULTIMODAL_CHAT, parse=self._parse_chat)
-        async for message in relay(job, request.model):
-            yield message
+        async with aclosing(relay(job, request.model)) as messages:
+            async for message in messages:
+                yield message
 
     # --- CLIP-style encoders ----------------------------------------------------------------
 
