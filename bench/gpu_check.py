@@ -109,17 +109,21 @@ def write_registry(path: Path, model_dir: Path, entry: dict[str, Any]) -> Path:
 class Server:
     """`tokenwire serve --config FILE --port 0` in a subprocess, as a user runs it."""
 
-    def __init__(self, registry: Path) -> None:
+    def __init__(self, registry: Path, metrics: bool = False) -> None:
         exe = Path(sys.executable).with_name("tokenwire")
         command = [str(exe)] if exe.exists() else [sys.executable, "-m", "tokenwire.cli"]
         self.started = time.perf_counter()
+        extra = ["--metrics-port", "0"] if metrics else []
         self.proc = subprocess.Popen([*command, "--log-level", "WARNING", "serve", "--config", str(registry),
-                                      "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                      "--port", "0", *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.output: list[str] = []
         self.port = 0
+        self.metrics_url = ""
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.output.append(line)
+            if m := re.search(r"metrics on (http://\S+)", line):
+                self.metrics_url = m.group(1)
             if m := re.search(r"serving on [\d.]+:(\d+)", line):
                 self.port = int(m.group(1))
                 break

@@ -7,7 +7,8 @@ Builds gpu_check's random Llama (1B shape on a GPU, a toy with --tiny on the CPU
   server_step_ms      one GenerateStream through `tokenwire serve`, and `--streams` at once
 then, where py-spy is on the PATH, samples the server during both runs and prints the frames
 that take the most time per thread (`--profile-out` keeps the raw stacks). The gap between
-model_step_ms and server_step_ms is the server's own overhead per step.
+model_step_ms and server_step_ms is the server's own overhead per step; server_*_phase_ms is
+the server's own split of it (tokenwire_step_seconds: forward pass vs decoding core and emit).
 
     python3 bench/step_profile.py --tiny                      # CPU, seconds
     python3 bench/step_profile.py --out $OUT/step_profile.json  # on a GPU
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -80,6 +82,27 @@ def busiest() -> list[str]:
     return [line[:160] for line in text.splitlines()[:6]]
 
 
+def step_phases(url: str) -> dict[str, tuple[float, int]]:
+    """tokenwire_step_seconds of model "bench" from the server's /metrics: phase → (sum s, count)."""
+    import urllib.request
+
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    phases: dict[str, list[float]] = {}
+    for m in re.finditer(r'^tokenwire_step_seconds_(sum|count)\{model="bench",phase="(\w+)"\} (\S+)$', text, re.M):
+        phases.setdefault(m.group(2), [0.0, 0.0])[m.group(1) == "count"] = float(m.group(3))
+    return {phase: (v[0], int(v[1])) for phase, v in phases.items()}
+
+
+def phase_means(before: dict[str, tuple[float, int]], after: dict[str, tuple[float, int]]) -> dict[str, float]:
+    """Mean milliseconds per call of each phase between two scrapes."""
+    means = {}
+    for phase, (total, count) in after.items():
+        total0, count0 = before.get(phase, (0.0, 0))
+        if count > count0:
+            means[phase] = round((total - total0) * 1000 / (count - count0), 3)
+    return means
+
+
 def summarize(raw: Path, top: int) -> dict[str, Any]:
     """py-spy raw output (one 'thread;frame;...;frame count' line per stack) → per thread, the
     samples and the inclusive share of the heaviest frames."""
@@ -108,7 +131,7 @@ def served(registry: Path, args: argparse.Namespace, vocab: int, out: dict[str, 
     from tokenwire.v1 import common_pb2, generation_pb2
 
     spy = shutil.which("py-spy")
-    server = Server(registry)
+    server = Server(registry, metrics=True)
     try:
         with Client(f"127.0.0.1:{server.port}") as client:
             wait_ready(client, 300)
@@ -129,6 +152,7 @@ def served(registry: Path, args: argparse.Namespace, vocab: int, out: dict[str, 
                                                  "--output", str(raw)],
                                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                     time.sleep(1.0)
+                phases_before = step_phases(server.metrics_url) if server.metrics_url else {}
                 t0 = time.perf_counter()
                 with ThreadPoolExecutor(streams) as pool:
                     tokens = sum(pool.map(lambda s: stream(10 + s, args.steps), range(streams)))
@@ -136,6 +160,8 @@ def served(registry: Path, args: argparse.Namespace, vocab: int, out: dict[str, 
                 out[f"busiest_processes_{label}"] = busiest()
                 out[f"server_{label}_step_ms"] = round(wall * 1000 / args.steps, 2)
                 out[f"server_{label}_tokens"] = tokens
+                if server.metrics_url:  # the server's own view: mean ms per forward / core call
+                    out[f"server_{label}_phase_ms"] = phase_means(phases_before, step_phases(server.metrics_url))
                 if recorder:
                     recorder.send_signal(2)  # SIGINT: py-spy writes what it has
                     _, err = recorder.communicate(timeout=60)
