@@ -8,7 +8,7 @@
 # Each writes its JSON under $OUT as soon as it has it, so a run cut short keeps what it measured;
 # all logs go to $OUT/gpu_session.log (the device tool brings back at most 8 files).
 # GPU_SESSION_BUDGET_S (default 530) bounds the whole script; run it with timeout_s ≥ that + 20.
-set -u
+set -u -o pipefail
 OUT=${OUT:-/tmp/gpu-session}
 mkdir -p "$OUT"
 BUDGET=${GPU_SESSION_BUDGET_S:-530}
@@ -32,6 +32,7 @@ log "built"
 jobs=("$@")
 (( ${#jobs[@]} )) || jobs=(load check)
 for job in "${jobs[@]}"; do
+  if (( $(left) <= 10 )); then log "no time left for $job"; continue; fi
   case $job in
     load)
       timeout "$(cap 200)" python3 bench/generate_load.py --json --device cuda --size 1b --cache /tmp/bench-models \
@@ -40,7 +41,7 @@ for job in "${jobs[@]}"; do
     profile)
       timeout "$(cap 90)" python3 bench/step_profile.py --steps 64 --out "$OUT/step_profile.json" >/dev/null 2>>"$LOG"
       log "step_profile rc=$?"; grep -o '"[a-z_0-9]*step_ms": [0-9.]*' "$OUT/step_profile.json" ;;
-    check*)
+    check|check:*)
       configs=${job#check}; configs=${configs#:}
       deadline=$(( $(left) - 100 ))
       timeout "$(cap 600)" python3 bench/gpu_check.py --workdir /tmp/gpu-check --out "$OUT/gpu_check.json" \

@@ -162,6 +162,8 @@ def served(registry: Path, args: argparse.Namespace, vocab: int, out: dict[str, 
                 out[f"server_{label}_tokens"] = tokens
                 if server.metrics_url:  # the server's own view: mean ms per forward / core call
                     out[f"server_{label}_phase_ms"] = phase_means(phases_before, step_phases(server.metrics_url))
+                if args.out:
+                    args.out.write_text(json.dumps(out, indent=1) + "\n")
                 if recorder:
                     recorder.send_signal(2)  # SIGINT: py-spy writes what it has
                     _, err = recorder.communicate(timeout=60)
@@ -210,6 +212,8 @@ def main() -> int:
     if device == "cuda":
         torch.cuda.empty_cache()
     print(f"[step_profile] {json.dumps(out)}", file=sys.stderr, flush=True)
+    if args.out:  # what the bare model measured survives a run cut short
+        args.out.write_text(json.dumps(out, indent=1) + "\n")
 
     entry = {"dtype": "auto" if args.tiny else "bfloat16", "max_batch_size": args.streams,
              "max_input_tokens": args.prompt_tokens, "max_new_tokens": args.steps}

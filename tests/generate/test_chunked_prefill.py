@@ -19,7 +19,7 @@ from tokenwire.client import Client
 from tokenwire.config import Config
 from tokenwire.demo_config import demo_config
 from tokenwire.engine.params import parse_generate_request
-from tokenwire.engine.request import Event, Finished, FinishReason, GenerationRequest, SequenceDelta
+from tokenwire.engine.request import Event, Failed, Finished, FinishReason, GenerationRequest, SequenceDelta
 from tokenwire.tasks import Task
 from tokenwire.v1 import common_pb2, generation_pb2
 
@@ -134,4 +134,80 @@ def test_a_long_prompt_can_be_cancelled_half_way(chunked: InProcessServer) -> No
     assert [d.finish_reason for d in deltas] == [FinishReason.CANCELLED] and not deltas[0].token_ids
     assert isinstance(events[-1], Finished) and events[-1].completion_tokens == 0
     with Client(chunked.target) as c:  # and the model still serves
+        assert len(c.generation.Generate(request("tiny-llama", long_prompt(40), 3)).sequences[0].token_ids) == 3
+
+
+async def _two_long_prompts_and_a_short_one(server: InProcessServer) -> tuple[list[tuple[str, int]], list[list[Event]]]:
+    """Two long prompts then a short one, queued together. Returns the forward calls as
+    (kind, first position) and each request's events."""
+    assert server.server is not None
+    model = server.server.registry.resolve("tiny-llama", Task.GENERATE)
+    engine = server.server.engines.get(model, Task.GENERATE)
+    loop = asyncio.get_running_loop()
+    calls: list[tuple[str, int]] = []
+    runner = engine.runner
+    prefill, chunk = runner.prefill, runner.prefill_chunk
+
+    def spy_prefill(prompts: list[list[int]], *rest: Any) -> Any:
+        calls.append(("prefill", len(prompts[0])))
+        return prefill(prompts, *rest)
+
+    def spy_chunk(ids: list[int], cache: Any, start: int, last: bool) -> Any:
+        calls.append(("chunk", start))
+        return chunk(ids, cache, start, last)
+
+    runner.prefill, runner.prefill_chunk = spy_prefill, spy_chunk  # type: ignore[method-assign]
+    try:
+        jobs = []
+        for ids in (long_prompt(160, salt=1), long_prompt(160, salt=2), long_prompt(5)):
+            pb = request("tiny-llama", ids, 2)
+            jobs.append(GenerationRequest(parse_generate_request(pb, model, engine.defaults, engine.max_rows), loop))
+        for job in jobs:
+            engine.submit(job)
+        results = []
+        for job in jobs:
+            events: list[Event] = []
+            while not events or not isinstance(events[-1], Finished):
+                events.append(await asyncio.wait_for(job.events.get(), 60))
+            results.append(events)
+    finally:
+        del runner.prefill, runner.prefill_chunk
+    return calls, results
+
+
+def test_a_short_prompt_passes_a_long_one_waiting_for_its_turn(chunked: InProcessServer) -> None:
+    calls, results = chunked.run(_two_long_prompts_and_a_short_one(chunked))
+    firsts = [i for i, call in enumerate(calls) if call == ("chunk", 0)]
+    assert len(firsts) == 2  # one long prompt after the other
+    # The short prompt went while the first long one was still being chunked (before its last
+    # chunk), not only when the second long one could start.
+    assert calls.index(("prefill", 5)) < calls.index(("chunk", 160 - CHUNK))
+    for events in results:
+        assert sum(len(e.token_ids) for e in events if isinstance(e, SequenceDelta)) == 2
+
+
+def test_a_failure_while_joining_fails_the_long_request(chunked: InProcessServer) -> None:
+    async def scenario() -> list[Event]:
+        assert chunked.server is not None
+        model = chunked.server.registry.resolve("tiny-llama", Task.GENERATE)
+        engine = chunked.server.engines.get(model, Task.GENERATE)
+        join = engine._prefill_group
+
+        def failing(requests: list[GenerationRequest], *rest: Any) -> None:
+            if len(requests[0].params.prompt_ids) == 40:
+                raise RuntimeError("injected: no memory to merge this prompt's cache")
+            join(requests, *rest)
+
+        engine._prefill_group = failing  # type: ignore[method-assign]
+        try:
+            job = GenerationRequest(parse_generate_request(request("tiny-llama", long_prompt(40), 3), model,
+                                                           engine.defaults, engine.max_rows), asyncio.get_running_loop())
+            engine.submit(job)
+            return [await asyncio.wait_for(job.events.get(), 30)]
+        finally:
+            del engine._prefill_group
+
+    events = chunked.run(scenario())
+    assert isinstance(events[0], Failed) and "injected" in str(events[0].error)
+    with Client(chunked.target) as c:  # the model still serves, the long path included
         assert len(c.generation.Generate(request("tiny-llama", long_prompt(40), 3)).sequences[0].token_ids) == 3

@@ -90,6 +90,11 @@ def test_chunked_prefill_bounds_the_activation_term() -> None:
     assert chunked.prefill_tokens == 16384
     assert chunked.activations == 16384 * per_token + max(16384 * 2048, 2048 * 32768)
     assert chunked.activations < whole.activations / 2
+    # an image-text chat model's prompts are never chunked: reserved whole even so
+    s = spec(max_batch_size=32, max_input_tokens=32768, max_new_tokens=16)
+    meta = pl.meta_model(LlamaForCausalLM, CONFIG, torch.bfloat16)
+    chat = pl.reservation(s, CONFIG, (Task.MULTIMODAL_CHAT,), meta, 2, 32768, CONFIG.max_position_embeddings)
+    assert chat.prefill_tokens == whole.prefill_tokens and chat.activations == whole.activations
 
 
 @pytest.mark.parametrize("gpus", [2, 4])

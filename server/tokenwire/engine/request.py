@@ -93,14 +93,6 @@ class GenerationRequest:
         self.first_token_at: float | None = None
         self.finished_at: float | None = None
 
-    def emit(self, event: Event) -> None:
-        """Thread-safe: queue `event` for the servicer's coroutine now (one wake-up per call;
-        the scheduler batches a step's events through an `Outbox` instead)."""
-        try:
-            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
-        except RuntimeError:  # the loop is closed: nobody is listening any more
-            self.cancelled = True
-
     def cancel(self) -> None:
         self.cancelled = True
 

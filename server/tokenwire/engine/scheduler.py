@@ -7,9 +7,10 @@ One iteration:
                their first token selected, their KV rows expanded (n samples, beams) and merged
                into the running batch;
      A prompt longer than `prefill_chunk_tokens` is prefilled instead in chunks of that
-               many tokens, one chunk per iteration (one such prompt at a time, FIFO), and
-               joins the batch after its last chunk: running streams keep getting a token
-               every iteration instead of stalling for a whole long prefill;
+               many tokens, one chunk per iteration, and joins the batch after its last
+               chunk: running streams keep getting a token every iteration instead of
+               stalling for a whole long prefill. One such prompt at a time; shorter prompts
+               may pass a long one waiting for its turn (queue order otherwise);
   3. decode  — ONE forward for every running row → logits [rows, vocab] on the host → the core:
                one BatchSampler call for the sampled/greedy rows and one BeamStepper call for
                every beam search → new tokens, beam parents → one KV gather that drops finished
@@ -178,12 +179,17 @@ class Scheduler:
                 if self._members:
                     self._decode()
             except Exception as exc:  # a failing batch fails its requests, never the server
-                self._fail_everything(exc, admitted)
+                try:
+                    self._fail_everything(exc, admitted)
+                finally:
+                    self._outbox.flush()  # the failures reach their clients whatever happens next
             self._outbox.flush()
             self._metrics.waiting.set(len(self._waiting))
             self._metrics.active.set(len(self._progress) + (self._chunked is not None))
-        self._fail_everything(Unavailable(f"model {self.spec.name!r} is shutting down"), list(self._waiting))
-        self._outbox.flush()
+        try:
+            self._fail_everything(Unavailable(f"model {self.spec.name!r} is shutting down"), list(self._waiting))
+        finally:
+            self._outbox.flush()
 
     @staticmethod
     def _rows_of(member: Member) -> int:
@@ -242,18 +248,20 @@ class Scheduler:
         free = self.max_rows - self.running_rows
         admitted: list[GenerationRequest] = []
         with self._cond:
-            while self._waiting:
-                request = self._waiting[0]
+            i = 0  # queue order, except that shorter prompts may pass a long one waiting for the chunk slot
+            while i < len(self._waiting):
+                request = self._waiting[i]
                 if request.cancelled or request.expired(now):
-                    self._waiting.popleft()
+                    del self._waiting[i]
                     self._end_unstarted(request)
                     continue
                 if request.params.rows > free:
                     break
                 if self._chunk and request.params.prefill_inputs is None and len(request.params.prompt_ids) > self._chunk:
                     if self._chunked is not None:
-                        break  # one long prompt at a time; the queue keeps its order
-                    self._waiting.popleft()
+                        i += 1  # one long prompt at a time: this one is next, once that one has joined
+                        continue
+                    del self._waiting[i]
                     self._chunked = _ChunkedPrefill(request)
                     free -= request.params.rows
                     self._note_admitted(request, now)
@@ -265,7 +273,8 @@ class Scheduler:
                 if admitted and width * (len(admitted) + 1) > self.spec.max_batch_tokens:
                     break
                 free -= request.params.rows
-                admitted.append(self._waiting.popleft())
+                del self._waiting[i]
+                admitted.append(request)
                 self._note_admitted(request, now)
         return admitted
 
@@ -294,9 +303,10 @@ class Scheduler:
         job.done = end
         if last:
             assert logits is not None
-            self._chunked = None
             mask = torch.ones((1, end), dtype=torch.long, device=self.runner.device)
+            # Still `_chunked` while it joins: if joining fails, _fail_everything finds it there.
             self._prefill_group([job.request], logits, BatchKV(job.cache, mask))
+            self._chunked = None
             self._outbox.flush()
 
     def _prefill(self, requests: list[GenerationRequest]) -> None:
@@ -442,7 +452,10 @@ class Scheduler:
         self._kv = empty_batch(self.runner.device)
         self._next_tokens = torch.empty(0, dtype=torch.long)
         if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+            try:
+                torch.cuda.empty_cache()
+            except Exception:  # a device in an error state: the requests are failed already
+                log.exception("model %s: could not release cached GPU memory", self.spec.name)
 
 
 def _rows(logits: torch.Tensor, rows: list[int]) -> torch.Tensor:

@@ -22,8 +22,9 @@ memory on its first full batch of long requests. With
   B = max_batch_size, T_in = max_input_tokens, T = min(context window, T_in + max_new_tokens),
   e = bytes per element of the compute dtype, L = decoder layers, H = hidden size,
   I = intermediate size, q = heads × head_dim, kv = kv_heads × head_dim, V = vocabulary,
-  W = widest prompt in one forward = min(T_in, prefill_chunk_tokens) (T_in when chunking is off;
-      a longer prompt is prefilled W tokens at a time),
+  W = widest prompt in one forward = min(T_in, prefill_chunk_tokens) (T_in when chunking is off
+      or the model takes images, whose prompts are never chunked; a longer prompt is prefilled
+      W tokens at a time),
   P = prefill tokens = min(B × W, max(max_batch_tokens, W)) (the scheduler's prefill token
       budget; one-shot tasks batch within max_batch_tokens the same way, with W = T_in),
 the reservation is
@@ -155,7 +156,9 @@ def reservation(spec: ModelSpec, config: Any, tasks: tuple[Task, ...], meta: tor
     generative = bool({Task.GENERATE, Task.MULTIMODAL_CHAT} & set(tasks))
     if generative:
         context = min(window, max_input_tokens + spec.max_new_tokens)
-        widest = min(max_input_tokens, spec.prefill_chunk_tokens or max_input_tokens)
+        # Prompts with images are never chunked (the vision tower needs them whole).
+        chunked = spec.prefill_chunk_tokens and Task.MULTIMODAL_CHAT not in tasks
+        widest = min(max_input_tokens, spec.prefill_chunk_tokens) if chunked else max_input_tokens
         prefill = min(batch * widest, max(spec.max_batch_tokens, widest))
         mask = max(prefill * widest, widest * max_input_tokens)
         layers = decoder_layers(meta, config)

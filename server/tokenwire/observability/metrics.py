@@ -26,7 +26,7 @@ ITL_SECONDS = Histogram("tokenwire_inter_token_latency_seconds", "Time between a
 STEP_SECONDS = Histogram("tokenwire_step_seconds",
                          "Scheduler work by phase: prefill, prefill_chunk and forward (a decode step's "
                          "forward pass, logits on the host included) run the model; select runs the "
-                         "decoding core and emits the tokens", ["model", "phase"], buckets=_TOKEN_LATENCY,
+                         "decoding core and emits the tokens", ["model", "phase"], buckets=(*_TOKEN_LATENCY, 5, 10, 30),
                          registry=REGISTRY)
 BATCH_ROWS = Histogram("tokenwire_batch_rows", "Rows in each decode step", ["model"],
                        buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=REGISTRY)
