@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from harness import InProcessServer
 
 from tokenwire.client import Client
 from tokenwire.config import Config
 from tokenwire.demo_config import demo_config
 from tokenwire.engine.params import parse_generate_request
+from tokenwire.errors import ResourceExhausted
 from tokenwire.engine.request import Event, Failed, Finished, FinishReason, GenerationRequest, SequenceDelta
 from tokenwire.tasks import Task
 from tokenwire.v1 import common_pb2, generation_pb2
@@ -211,3 +213,49 @@ def test_a_failure_while_joining_fails_the_long_request(chunked: InProcessServer
     assert isinstance(events[0], Failed) and "injected" in str(events[0].error)
     with Client(chunked.target) as c:  # the model still serves, the long path included
         assert len(c.generation.Generate(request("tiny-llama", long_prompt(40), 3)).sequences[0].token_ids) == 3
+
+
+@pytest.mark.parametrize("prompt_len", [5, 40], ids=["batched-prefill", "chunked-prefill"])
+def test_a_prefill_out_of_memory_fails_that_request_only(chunked: InProcessServer, prompt_len: int) -> None:
+    """A new prompt that runs out of memory in its prefill fails alone (RESOURCE_EXHAUSTED);
+    the stream already decoding finishes untouched."""
+    async def scenario() -> tuple[list[Event], list[Event]]:
+        assert chunked.server is not None
+        model = chunked.server.registry.resolve("tiny-llama", Task.GENERATE)
+        engine = chunked.server.engines.get(model, Task.GENERATE)
+        runner, loop = engine.runner, asyncio.get_running_loop()
+        prefill, chunk = runner.prefill, runner.prefill_chunk
+
+        def oom(forward: Any, doomed: Any) -> Any:
+            def call(ids: list[Any], *rest: Any) -> Any:
+                if doomed(ids):
+                    raise torch.OutOfMemoryError("injected: CUDA out of memory")
+                return forward(ids, *rest)
+            return call
+
+        def job(ids: list[int], max_new: int) -> GenerationRequest:
+            pb = generation_pb2.GenerateRequest(model="tiny-llama", input_ids=ids, stopping=common_pb2.StoppingParams(
+                max_new_tokens=max_new, ignore_eos=True))
+            return GenerationRequest(parse_generate_request(pb, model, engine.defaults, engine.max_rows), loop)
+
+        async def until_end(j: GenerationRequest) -> list[Event]:
+            events: list[Event] = []
+            while not events or not isinstance(events[-1], Finished | Failed):
+                events.append(await asyncio.wait_for(j.events.get(), 60))
+            return events
+
+        running, doomed = job(long_prompt(6), 60), job(long_prompt(prompt_len, salt=5), 5)
+        engine.submit(running)
+        await running.events.get()
+        runner.prefill = oom(prefill, lambda prompts: len(prompts[0]) == prompt_len)  # type: ignore[method-assign]
+        runner.prefill_chunk = oom(chunk, lambda _: True)  # type: ignore[method-assign]  # only its prompt is long
+        try:
+            engine.submit(doomed)
+            doomed_events = await until_end(doomed)
+        finally:
+            del runner.prefill, runner.prefill_chunk
+        return doomed_events, await until_end(running)
+
+    doomed, running = chunked.run(scenario())
+    assert isinstance(doomed[-1], Failed) and isinstance(doomed[-1].error, ResourceExhausted)
+    assert isinstance(running[-1], Finished) and running[-1].completion_tokens == 60

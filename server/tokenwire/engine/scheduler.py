@@ -298,7 +298,12 @@ class Scheduler:
         end = min(len(prompt), job.done + self._chunk)
         last = end == len(prompt)
         started = time.perf_counter()
-        logits, job.cache = self.runner.prefill_chunk(prompt[job.done:end], job.cache, job.done, last)
+        try:
+            logits, job.cache = self.runner.prefill_chunk(prompt[job.done:end], job.cache, job.done, last)
+        except Exception as exc:  # e.g. out of memory on a huge prompt: it fails alone
+            self._chunked = None
+            self._fail_unjoined([job.request], exc)
+            return
         self._metrics.step["prefill_chunk"].observe(time.perf_counter() - started)
         job.done = end
         if last:
@@ -311,13 +316,20 @@ class Scheduler:
 
     def _prefill(self, requests: list[GenerationRequest]) -> None:
         """Text-only prompts share one batched prefill; prompts with extra inputs (images)
-        are prefilled one by one. All join the running batch."""
+        are prefilled one by one. All join the running batch; a prefill that fails (out of
+        memory on a big prompt, say) fails its own requests only."""
         plain = [r for r in requests if r.params.prefill_inputs is None]
         groups = ([(plain, None)] if plain else []) + [([r], r.params.prefill_inputs) for r in requests
                                                         if r.params.prefill_inputs is not None]
         for group, extra in groups:
             started = time.perf_counter()
-            logits, kv = self.runner.prefill([r.params.prompt_ids for r in group], extra)
+            try:
+                logits, kv = self.runner.prefill([r.params.prompt_ids for r in group], extra)
+            except Exception as exc:  # the running batch is untouched: only these requests fail
+                self._fail_unjoined(group, exc)
+                for request in group:
+                    requests.remove(request)  # failed already; not again if the step fails later
+                continue
             self._metrics.step["prefill"].observe(time.perf_counter() - started)
             self._prefill_group(group, logits, kv)
 
@@ -428,16 +440,36 @@ class Scheduler:
                for t, lp in zip(result.top_token_ids[k], result.top_logprobs[k]) if t >= 0]
         return TokenInfo(token, decode([token]), float(result.logprobs[k]), int(result.ranks[k]), top)
 
+    def _client_error(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, torch.OutOfMemoryError):
+            return ResourceExhausted(f"model {self.spec.name!r} ran out of memory on this batch; "
+                                     "retry with a shorter prompt or fewer tokens")
+        return exc
+
+    def _fail_unjoined(self, requests: list[GenerationRequest], exc: BaseException) -> None:
+        """A prefill failed before its requests joined the batch: fail them, keep the batch."""
+        log.error("model %s: prefill failed; failing %d new request(s), the running batch goes on",
+                  self.spec.name, len(requests), exc_info=exc)
+        error = self._client_error(exc)
+        for request in requests:
+            self._outbox.put(request, Failed(error))
+            self._progress.pop(request.id, None)
+        self._release_cached_memory()
+
+    def _release_cached_memory(self) -> None:
+        if torch.cuda.is_available():
+            try:
+                torch.cuda.empty_cache()
+            except Exception:  # a device in an error state: the requests are failed already
+                log.exception("model %s: could not release cached GPU memory", self.spec.name)
+
     def _fail_everything(self, exc: BaseException, admitted: list[GenerationRequest]) -> None:
         """A forward or core call failed: fail the requests it involved, reset the batch."""
         if not isinstance(exc, Unavailable):
             log.error("model %s: decoding step failed; failing %d running request(s)",
                       self.spec.name, len({m.request.id for m in self._members}) + len(admitted) + (self._chunked is not None),
                       exc_info=exc)
-        error: BaseException = exc
-        if isinstance(exc, torch.OutOfMemoryError):
-            error = ResourceExhausted(f"model {self.spec.name!r} ran out of memory on this batch; "
-                                      "retry with a shorter prompt or fewer tokens")
+        error = self._client_error(exc)
         seen: set[int] = set()
         chunked = [self._chunked.request] if self._chunked is not None else []
         self._chunked = None
@@ -451,11 +483,7 @@ class Scheduler:
         self._members = []
         self._kv = empty_batch(self.runner.device)
         self._next_tokens = torch.empty(0, dtype=torch.long)
-        if torch.cuda.is_available():
-            try:
-                torch.cuda.empty_cache()
-            except Exception:  # a device in an error state: the requests are failed already
-                log.exception("model %s: could not release cached GPU memory", self.spec.name)
+        self._release_cached_memory()
 
 
 def _rows(logits: torch.Tensor, rows: list[int]) -> torch.Tensor:
