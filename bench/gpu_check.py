@@ -173,6 +173,17 @@ def gpu_memory_of(pid: int) -> int | None:
     return sum(int(used) for _, used in rows) * 2**20 if len(rows) == 1 else None  # pid namespaces differ
 
 
+def peak_allocated(metrics_url: str) -> int | None:
+    """tokenwire_gpu_memory_bytes{device="cuda:0",kind="peak_allocated"} from the server's /metrics."""
+    import urllib.request
+
+    if not metrics_url:
+        return None
+    text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
+    m = re.search(r'^tokenwire_gpu_memory_bytes\{device="cuda:0",kind="peak_allocated"\} (\S+)$', text, re.M)
+    return int(float(m.group(1))) if m else None
+
+
 def prompt_ids(n: int, vocab: int, seed: int) -> list[int]:
     g = torch.Generator().manual_seed(seed)
     return torch.randint(3, vocab, (n,), generator=g).tolist()
@@ -182,7 +193,7 @@ def serve_and_measure(registry: Path, meta: dict[str, Any], args: argparse.Names
     from tokenwire.client import Client
     from tokenwire.v1 import common_pb2, generation_pb2
 
-    server = Server(registry)
+    server = Server(registry, metrics=True)
     result: dict[str, Any] = {}
     try:
         with Client(f"127.0.0.1:{server.port}") as client:
@@ -225,6 +236,8 @@ def serve_and_measure(registry: Path, meta: dict[str, Any], args: argparse.Names
                 "tokens": total, "s": round(wall, 3), "tok_s": round(total / wall, 1),
                 "ttft_p50_s": round(ttfts[len(ttfts) // 2], 3), "ttft_max_s": round(ttfts[-1], 3)}
             result["server_gpu_memory_bytes"] = gpu_memory_of(server.proc.pid) if torch.cuda.is_available() else None
+            # torch's own peak in the server: compare with memory_per_device + reserved_memory_per_device
+            result["server_peak_allocated_bytes"] = peak_allocated(server.metrics_url)
     finally:
         server.stop()
     if server.proc.returncode not in (0, -15):

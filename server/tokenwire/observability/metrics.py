@@ -40,7 +40,9 @@ WAITING_REQUESTS = Gauge("tokenwire_waiting_requests", "Requests queued for a ba
 
 
 class _GpuMemory:
-    """tokenwire_gpu_memory_bytes{device, kind="allocated"|"reserved"} read at scrape time."""
+    """tokenwire_gpu_memory_bytes{device, kind} read at scrape time: "allocated" and "reserved"
+    now, and "peak_allocated" since the process started — what the models' weights plus their
+    serving reservation (GetModelInfo) must cover."""
 
     def collect(self):  # type: ignore[no-untyped-def]
         import torch
@@ -51,6 +53,7 @@ class _GpuMemory:
             for i in range(torch.cuda.device_count()):
                 family.add_metric([f"cuda:{i}", "allocated"], torch.cuda.memory_allocated(i))
                 family.add_metric([f"cuda:{i}", "reserved"], torch.cuda.memory_reserved(i))
+                family.add_metric([f"cuda:{i}", "peak_allocated"], torch.cuda.max_memory_allocated(i))
         yield family
 
 
