@@ -31,17 +31,32 @@ class BatchKV:
 
     def __init__(self, cache: Any, mask: torch.Tensor) -> None:
         self.cache = cache
-        self.mask = mask                                  # [rows, seq] long, 1 = real token
+        self._mask = mask                                 # [rows, seq] long, 1 = real token
+        self._unrecorded = 0
+        """Columns of ones not yet appended to `_mask`: while nothing is padded, decoding needs
+        no mask, so steps only count here and `mask` appends them when someone asks."""
         self.positions = mask.sum(dim=1)                  # next position id of each row
         self.padded = self._has_padding()
 
+    @property
+    def mask(self) -> torch.Tensor:
+        if self._unrecorded:
+            ones = torch.ones((self.rows, self._unrecorded), dtype=self._mask.dtype, device=self._mask.device)
+            self._mask, self._unrecorded = torch.cat([self._mask, ones], dim=1), 0
+        return self._mask
+
+    @mask.setter
+    def mask(self, value: torch.Tensor) -> None:
+        self._mask, self._unrecorded = value, 0
+
     def _has_padding(self) -> bool:
-        # Padding is on the left only, so a row is padded iff its first column is.
-        return self.rows > 0 and self.mask.shape[1] > 0 and not bool(self.mask[:, 0].all())
+        # Padding is on the left only, so a row is padded iff its first column is (unrecorded
+        # columns are ones on the right: they change nothing here).
+        return self.rows > 0 and self._mask.shape[1] > 0 and not bool(self._mask[:, 0].all())
 
     @property
     def rows(self) -> int:
-        return int(self.mask.shape[0])
+        return int(self._mask.shape[0])
 
     def gather(self, index: torch.Tensor) -> None:
         """Keep rows `index` in that order (drops, reorders and duplicates at once)."""
@@ -85,13 +100,13 @@ class BatchKV:
             mine.values = torch.cat([_left_pad(mine.values, length, -2), _left_pad(theirs.values, length, -2)], 0)
         self.padded = self._has_padding()
 
-    def advance(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Attention mask and position ids for one more token per row (and record it)."""
-        ones = torch.ones((self.rows, 1), dtype=self.mask.dtype, device=self.mask.device)
-        self.mask = torch.cat([self.mask, ones], dim=1)
+    def advance(self) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Attention mask (None while nothing is padded) and position ids for one more token per
+        row, and record that token."""
+        self._unrecorded += 1
         positions = self.positions.unsqueeze(1).clone()
         self.positions = self.positions + 1
-        return self.mask, positions
+        return (self.mask if self.padded else None), positions
 
 
 def _left_pad(t: torch.Tensor, length: int, dim: int = -1) -> torch.Tensor:

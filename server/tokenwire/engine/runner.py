@@ -88,7 +88,7 @@ class CausalLMRunner:
             "input_ids": tokens.view(-1, 1).to(self.device),
             # No padding anywhere (always so for one row): no mask, which spares the model
             # building one per step and lets attention use its mask-free kernels.
-            "attention_mask": mask if batch.padded else None,
+            "attention_mask": mask,
             self._cache_kw: batch.cache,
             "use_cache": True,
         }
