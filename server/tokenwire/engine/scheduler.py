@@ -5,12 +5,12 @@ One iteration:
                (their KV rows are dropped before the next forward);
   2. admit   — waiting requests join while rows are free: ONE batched prefill for all of them,
                their first token selected, their KV rows expanded (n samples, beams) and merged
-               into the running batch;
-     A prompt longer than `prefill_chunk_tokens` is prefilled instead in chunks of that
-               many tokens, one chunk per iteration, and joins the batch after its last
-               chunk: running streams keep getting a token every iteration instead of
-               stalling for a whole long prefill. One such prompt at a time; shorter prompts
-               may pass a long one waiting for its turn (queue order otherwise);
+               into the running batch. A prompt longer than `prefill_chunk_tokens` is
+               prefilled instead in chunks of that many tokens, one chunk per iteration, and
+               joins the batch after its last chunk: running streams keep getting a token
+               every iteration instead of stalling for a whole long prefill. One such prompt
+               at a time; shorter prompts may pass a long one waiting for its turn (queue
+               order otherwise). A prefill that fails fails its own requests only;
   3. decode  — ONE forward for every running row → logits [rows, vocab] on the host → the core:
                one BatchSampler call for the sampled/greedy rows and one BeamStepper call for
                every beam search → new tokens, beam parents → one KV gather that drops finished
