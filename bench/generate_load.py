@@ -27,9 +27,6 @@ import asyncio
 import json
 import os
 import platform
-import re
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +36,7 @@ from typing import Any
 import grpc
 import torch
 
+from gpu_check import Server  # the script's folder is on sys.path
 from tokenwire.v1 import common_pb2, generation_pb2, generation_pb2_grpc
 
 SIZES = {
@@ -133,20 +131,12 @@ def baseline(model_dir: Path, prompts: list[str], new_tokens: int, device: str, 
 
 # --- tokenwire under load ----------------------------------------------------------------
 
-def start_server(model_dir: Path, device: str, max_batch: int, new_tokens: int) -> tuple[subprocess.Popen[str], str]:
+def write_config(model_dir: Path, device: str, max_batch: int, new_tokens: int) -> Path:
     config = Path(tempfile.mkdtemp()) / "bench.toml"
     device_line = 'device_map = "cuda:0"\n' if device == "cuda" else 'device_map = "cpu"\n'
     config.write_text(f'[[models]]\nname = "bench"\npath = "{model_dir}"\n{device_line}'
                       f"max_batch_size = {max_batch}\nmax_new_tokens = {max(new_tokens, 16)}\n")
-    exe = Path(sys.executable).with_name("tokenwire")
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "tokenwire.cli"]
-    proc = subprocess.Popen([*command, "--log-level", "WARNING", "serve", "--config", str(config), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if m := re.search(r"serving on [\d.]+:(\d+)", line):
-            return proc, f"127.0.0.1:{m.group(1)}"
-    raise RuntimeError("server did not start")
+    return config
 
 
 async def wait_ready(target: str) -> None:
@@ -237,14 +227,14 @@ def main() -> None:
     }
     result["transformers"] = baseline(model_dir, prompts, args.new_tokens, args.device, beams=1)
     beam_base = baseline(model_dir, prompts, args.new_tokens, args.device, beams=args.beams)
-    proc, target = start_server(model_dir, args.device, max(64, args.requests * args.beams), args.new_tokens)
+    server = Server(write_config(model_dir, args.device, max(64, args.requests * args.beams), args.new_tokens))
+    target = f"127.0.0.1:{server.port}"
     try:
         asyncio.run(wait_ready(target))
         result["tokenwire"] = asyncio.run(load(target, prompts, args.new_tokens, beams=1))
         beam_tw = asyncio.run(load(target, prompts, args.new_tokens, beams=args.beams))
     finally:
-        proc.terminate()
-        proc.wait(30)
+        server.stop()
     result["ratio"] = round(result["tokenwire"]["tokens_per_s"] / result["transformers"]["tokens_per_s"], 2)
     result["beam"] = {"num_beams": args.beams, "tokenwire_tokens_per_s": beam_tw["tokens_per_s"],
                       "transformers_tokens_per_s": beam_base["tokens_per_s"],

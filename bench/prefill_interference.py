@@ -21,8 +21,6 @@ import argparse
 import json
 import os
 import platform
-import re
-import subprocess
 import sys
 import tempfile
 import threading
@@ -32,23 +30,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from generate_load import build_model, percentiles  # noqa: E402
+from gpu_check import Server  # noqa: E402
 
 
-def start_server(model_dir: Path, chunk: int) -> tuple[subprocess.Popen[str], str]:
+def write_config(model_dir: Path, chunk: int) -> Path:
     config = Path(tempfile.mkdtemp()) / "interference.toml"
     entries = [("chunked", chunk), ("whole", 0)]
     config.write_text("".join(f'[[models]]\nname = "{name}"\npath = "{model_dir}"\ndevice_map = "cpu"\n'
                               f"max_batch_size = 16\nmax_input_tokens = 3584\nmax_new_tokens = 512\n"
                               f"prefill_chunk_tokens = {size}\n\n" for name, size in entries))
-    exe = Path(sys.executable).with_name("tokenwire")
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "tokenwire.cli"]
-    proc = subprocess.Popen([*command, "--log-level", "WARNING", "serve", "--config", str(config), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if m := re.search(r"serving on [\d.]+:(\d+)", line):
-            return proc, f"127.0.0.1:{m.group(1)}"
-    raise RuntimeError("server did not start")
+    return config
 
 
 def run(target: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -106,7 +97,8 @@ def main() -> None:
     parser.add_argument("--cache", default=os.environ.get("TOKENWIRE_BENCH_CACHE", "build/bench-models"))
     args = parser.parse_args()
     model_dir = build_model(Path(args.cache).resolve(), "mid")
-    proc, target = start_server(model_dir, args.chunk)
+    server = Server(write_config(model_dir, args.chunk))
+    target = f"127.0.0.1:{server.port}"
     try:
         from tokenwire.client import Client
         with Client(target) as client:
@@ -117,8 +109,7 @@ def main() -> None:
         for model in ("chunked", "whole"):
             result[model] = run(target, model, args)
     finally:
-        proc.terminate()
-        proc.wait(30)
+        server.stop()
     result["max_gap_ratio"] = round(result["whole"]["max_gap_ms"] / result["chunked"]["max_gap_ms"], 2)
     print(json.dumps(result, indent=None if args.json else 2))
 
