@@ -68,11 +68,12 @@ def test_beams_and_seeded_samples_equal_the_unchunked_server(chunked: InProcessS
             assert [list(s.token_ids) for s in mine.sequences] == [list(s.token_ids) for s in theirs.sequences]
 
 
-async def _long_prompt_beside_a_stream(server: InProcessServer, cancel_after_chunks: int = 0) -> tuple[list[str], list[Event]]:
+async def _long_prompt_beside_a_stream(server: InProcessServer, cancel_after_chunks: int = 0,
+                                      expire_after_chunks: int = 0) -> tuple[list[str], list[Event]]:
     """A short request decodes while a 160-token prompt arrives. Returns the scheduler's
     forward calls from then on ("prefill", "chunk", "decode", as its thread made them), and
-    the long request's events. `cancel_after_chunks`: the long request's client leaves after
-    that many chunks."""
+    the long request's events. `cancel_after_chunks` / `expire_after_chunks`: the long request's
+    client leaves, or its time is up, after that many chunks."""
     assert server.server is not None
     model = server.server.registry.resolve("tiny-llama", Task.GENERATE)
     engine = server.server.engines.get(model, Task.GENERATE)
@@ -98,6 +99,8 @@ async def _long_prompt_beside_a_stream(server: InProcessServer, cancel_after_chu
             calls.append(name)
             if name == "chunk" and calls.count("chunk") == cancel_after_chunks:
                 long.cancel()
+            if name == "chunk" and calls.count("chunk") == expire_after_chunks:
+                long.deadline = time.monotonic()  # its time_limit_ms / deadline has passed
             return forward(*args, **kwargs)
         return called
 
@@ -129,11 +132,12 @@ def test_running_streams_keep_decoding_during_a_long_prefill(chunked: InProcessS
     assert "chunk" not in calls and "prefill" in calls
 
 
-def test_a_long_prompt_can_be_cancelled_half_way(chunked: InProcessServer) -> None:
-    calls, events = chunked.run(_long_prompt_beside_a_stream(chunked, cancel_after_chunks=3))
-    assert calls.count("chunk") == 3  # no chunk after the client left
+@pytest.mark.parametrize("how, reason", [("cancel", FinishReason.CANCELLED), ("expire", FinishReason.TIME_LIMIT)])
+def test_a_long_prompt_can_end_half_way(chunked: InProcessServer, how: str, reason: FinishReason) -> None:
+    calls, events = chunked.run(_long_prompt_beside_a_stream(chunked, **{f"{how}_after_chunks": 3}))
+    assert calls.count("chunk") == 3  # no chunk after the client left or its time ran out
     deltas = [e for e in events if isinstance(e, SequenceDelta)]
-    assert [d.finish_reason for d in deltas] == [FinishReason.CANCELLED] and not deltas[0].token_ids
+    assert [d.finish_reason for d in deltas] == [reason] and not deltas[0].token_ids
     assert isinstance(events[-1], Finished) and events[-1].completion_tokens == 0
     with Client(chunked.target) as c:  # and the model still serves
         assert len(c.generation.Generate(request("tiny-llama", long_prompt(40), 3)).sequences[0].token_ids) == 3
