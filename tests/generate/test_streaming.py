@@ -125,7 +125,8 @@ def test_time_limit_ends_with_time_limit_and_ok(client: Client) -> None:
         ignore_eos=True, time_limit_ms=300)))
     seq = reply.sequences[0]
     assert seq.finish_reason == common_pb2.FINISH_REASON_TIME_LIMIT
-    assert 0 < len(seq.token_ids) < 2000 and reply.usage.completion_tokens == len(seq.token_ids)
+    # (a machine busy enough may not even reach the first token in 300 ms: 0 tokens is fine)
+    assert len(seq.token_ids) < 2000 and reply.usage.completion_tokens == len(seq.token_ids)
 
 
 def test_client_deadline_unary_is_deadline_exceeded(client: Client, demo_server: Any) -> None:
