@@ -127,7 +127,7 @@ def test_over_long_texts_are_rejected_or_cut(loaded: LoadedModel) -> None:
 
 
 def _checkpoint(root: Path, weights: bool = True) -> Path:
-    model_cfg = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16},
+    model_cfg = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
                  "text_cfg": {"context_length": CONTEXT, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
     (root / CONFIG_FILE).write_text(json.dumps({"model_cfg": model_cfg, "preprocess_cfg": {
         "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "interpolation": "bicubic", "size": 32}}))
