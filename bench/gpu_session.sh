@@ -39,7 +39,7 @@ for job in "${jobs[@]}"; do
         >"$OUT/generate_load_1b.json" 2>>"$LOG"
       log "generate_load rc=$?"; cat "$OUT/generate_load_1b.json" ;;
     profile)
-      timeout "$(cap 90)" python3 bench/step_profile.py --steps 64 --out "$OUT/step_profile.json" >/dev/null 2>>"$LOG"
+      timeout "$(cap 120)" python3 bench/step_profile.py --steps 64 --out "$OUT/step_profile.json" >/dev/null 2>>"$LOG"
       log "step_profile rc=$?"; grep -o '"[a-z_0-9]*step_ms": [0-9.]*' "$OUT/step_profile.json" ;;
     check|check:*)
       configs=${job#check}; configs=${configs#:}

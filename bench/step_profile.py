@@ -14,7 +14,9 @@ the server's own split of it (tokenwire_step_seconds: forward pass vs decoding c
     python3 bench/step_profile.py --out $OUT/step_profile.json  # on a GPU
 
 Like the server, it switches cuDNN attention off first (models/cuda_attention.py), so both sides
-run the same kernels; TOKENWIRE_CUDNN_SDPA=1 keeps PyTorch's choice for both.
+run the same kernels; TOKENWIRE_CUDNN_SDPA=1 keeps PyTorch's choice for both. On a GPU it also
+times the bare model and generate() with cuDNN attention allowed (`with_cudnn_sdpa`): the A/B
+that says whether switching it off pays.
 """
 
 from __future__ import annotations
@@ -208,6 +210,16 @@ def main() -> int:
     out["generate_batch1_step_ms"] = round(generate_step_ms(model, device, 1, args.prompt_tokens, args.steps, vocab), 2)
     out[f"generate_batch{args.streams}_step_ms"] = round(
         generate_step_ms(model, device, args.streams, args.prompt_tokens, args.steps, vocab), 2)
+    if device == "cuda":  # the same with PyTorch's own kernel choice (cuDNN attention allowed): the A/B
+        torch.backends.cuda.enable_cudnn_sdp(True)
+        with_cudnn = {"model_step_ms": round(model_step_ms(model, device, prompt, args.steps), 2),
+                      "generate_batch1_step_ms": round(generate_step_ms(model, device, 1, args.prompt_tokens,
+                                                                        args.steps, vocab), 2),
+                      f"generate_batch{args.streams}_step_ms": round(generate_step_ms(
+                          model, device, args.streams, args.prompt_tokens, args.steps, vocab), 2)}
+        out["with_cudnn_sdpa"] = with_cudnn
+        configure_cuda_attention()
+    out["cudnn_sdpa"] = bool(torch.backends.cuda.cudnn_sdp_enabled()) if device == "cuda" else None
     del model
     if device == "cuda":
         torch.cuda.empty_cache()
