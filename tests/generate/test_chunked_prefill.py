@@ -68,29 +68,37 @@ def test_beams_and_seeded_samples_equal_the_unchunked_server(chunked: InProcessS
             assert [list(s.token_ids) for s in mine.sequences] == [list(s.token_ids) for s in theirs.sequences]
 
 
+def _engine(server: InProcessServer) -> Any:
+    """tiny-llama's scheduler in `server` (its `runner` and methods are what the tests spy on)."""
+    assert server.server is not None
+    return server.server.engines.get(server.server.registry.resolve("tiny-llama", Task.GENERATE), Task.GENERATE)
+
+
+def _job(engine: Any, ids: list[int], max_new: int) -> GenerationRequest:
+    """A generation request for `engine`, submitted straight to it (call on the server's loop);
+    EOS is ignored, so it produces exactly `max_new` tokens unless it is ended early."""
+    pb = generation_pb2.GenerateRequest(model="tiny-llama", input_ids=ids, stopping=common_pb2.StoppingParams(
+        max_new_tokens=max_new, ignore_eos=True))
+    return GenerationRequest(parse_generate_request(pb, engine.model, engine.defaults, engine.max_rows),
+                             asyncio.get_running_loop())
+
+
+async def _until_end(job: GenerationRequest) -> list[Event]:
+    """The request's events up to its end (Finished or Failed)."""
+    events: list[Event] = []
+    while not events or not isinstance(events[-1], Finished | Failed):
+        events.append(await asyncio.wait_for(job.events.get(), 60))
+    return events
+
+
 async def _long_prompt_beside_a_stream(server: InProcessServer, cancel_after_chunks: int = 0,
                                       expire_after_chunks: int = 0) -> tuple[list[str], list[Event]]:
     """A short request decodes while a 160-token prompt arrives. Returns the scheduler's
     forward calls from then on ("prefill", "chunk", "decode", as its thread made them), and
     the long request's events. `cancel_after_chunks` / `expire_after_chunks`: the long request's
     client leaves, or its time is up, after that many chunks."""
-    assert server.server is not None
-    model = server.server.registry.resolve("tiny-llama", Task.GENERATE)
-    engine = server.server.engines.get(model, Task.GENERATE)
-    loop = asyncio.get_running_loop()
-
-    def job(ids: list[int], max_new: int) -> GenerationRequest:
-        pb = generation_pb2.GenerateRequest(model="tiny-llama", input_ids=ids, stopping=common_pb2.StoppingParams(
-            max_new_tokens=max_new, ignore_eos=True))
-        return GenerationRequest(parse_generate_request(pb, model, engine.defaults, engine.max_rows, time.monotonic()), loop)
-
-    async def until_finished(j: GenerationRequest) -> list[Event]:
-        events: list[Event] = []
-        while not events or not isinstance(events[-1], Finished):
-            events.append(await asyncio.wait_for(j.events.get(), 60))
-        return events
-
-    short, long = job(long_prompt(5), 400), job(long_prompt(160, salt=9), 2)
+    engine = _engine(server)
+    short, long = _job(engine, long_prompt(5), 400), _job(engine, long_prompt(160, salt=9), 2)
     calls: list[str] = []
     runner = engine.runner
 
@@ -110,9 +118,9 @@ async def _long_prompt_beside_a_stream(server: InProcessServer, cancel_after_chu
         setattr(runner, attribute, spy(name, getattr(runner, attribute)))
     try:
         engine.submit(long)
-        long_events = await until_finished(long)
+        long_events = await _until_end(long)
         short.cancel()
-        await until_finished(short)
+        await _until_end(short)
     finally:
         for attribute in ("prefill", "prefill_chunk", "decode"):
             delattr(runner, attribute)  # the class's methods again
@@ -146,10 +154,7 @@ def test_a_long_prompt_can_end_half_way(chunked: InProcessServer, how: str, reas
 async def _two_long_prompts_and_a_short_one(server: InProcessServer) -> tuple[list[tuple[str, int]], list[list[Event]]]:
     """Two long prompts then a short one, queued together. Returns the forward calls as
     (kind, first position) and each request's events."""
-    assert server.server is not None
-    model = server.server.registry.resolve("tiny-llama", Task.GENERATE)
-    engine = server.server.engines.get(model, Task.GENERATE)
-    loop = asyncio.get_running_loop()
+    engine = _engine(server)
     calls: list[tuple[str, int]] = []
     runner = engine.runner
     prefill, chunk = runner.prefill, runner.prefill_chunk
@@ -164,18 +169,10 @@ async def _two_long_prompts_and_a_short_one(server: InProcessServer) -> tuple[li
 
     runner.prefill, runner.prefill_chunk = spy_prefill, spy_chunk  # type: ignore[method-assign]
     try:
-        jobs = []
-        for ids in (long_prompt(160, salt=1), long_prompt(160, salt=2), long_prompt(5)):
-            pb = request("tiny-llama", ids, 2)
-            jobs.append(GenerationRequest(parse_generate_request(pb, model, engine.defaults, engine.max_rows), loop))
+        jobs = [_job(engine, ids, 2) for ids in (long_prompt(160, salt=1), long_prompt(160, salt=2), long_prompt(5))]
         for job in jobs:
             engine.submit(job)
-        results = []
-        for job in jobs:
-            events: list[Event] = []
-            while not events or not isinstance(events[-1], Finished):
-                events.append(await asyncio.wait_for(job.events.get(), 60))
-            results.append(events)
+        results = [await _until_end(job) for job in jobs]
     finally:
         del runner.prefill, runner.prefill_chunk
     return calls, results
@@ -194,9 +191,7 @@ def test_a_short_prompt_passes_a_long_one_waiting_for_its_turn(chunked: InProces
 
 def test_a_failure_while_joining_fails_the_long_request(chunked: InProcessServer) -> None:
     async def scenario() -> list[Event]:
-        assert chunked.server is not None
-        model = chunked.server.registry.resolve("tiny-llama", Task.GENERATE)
-        engine = chunked.server.engines.get(model, Task.GENERATE)
+        engine = _engine(chunked)
         join = engine._prefill_group
 
         def failing(requests: list[GenerationRequest], *rest: Any) -> None:
@@ -206,15 +201,14 @@ def test_a_failure_while_joining_fails_the_long_request(chunked: InProcessServer
 
         engine._prefill_group = failing  # type: ignore[method-assign]
         try:
-            job = GenerationRequest(parse_generate_request(request("tiny-llama", long_prompt(40), 3), model,
-                                                           engine.defaults, engine.max_rows), asyncio.get_running_loop())
+            job = _job(engine, long_prompt(40), 3)
             engine.submit(job)
-            return [await asyncio.wait_for(job.events.get(), 30)]
+            return await _until_end(job)
         finally:
             del engine._prefill_group
 
     events = chunked.run(scenario())
-    assert isinstance(events[0], Failed) and "injected" in str(events[0].error)
+    assert len(events) == 1 and isinstance(events[0], Failed) and "injected" in str(events[0].error)
     with Client(chunked.target) as c:  # the model still serves, the long path included
         assert len(c.generation.Generate(request("tiny-llama", long_prompt(40), 3)).sequences[0].token_ids) == 3
 
@@ -224,10 +218,8 @@ def test_a_prefill_out_of_memory_fails_that_request_only(chunked: InProcessServe
     """A new prompt that runs out of memory in its prefill fails alone (RESOURCE_EXHAUSTED);
     the stream already decoding finishes untouched."""
     async def scenario() -> tuple[list[Event], list[Event]]:
-        assert chunked.server is not None
-        model = chunked.server.registry.resolve("tiny-llama", Task.GENERATE)
-        engine = chunked.server.engines.get(model, Task.GENERATE)
-        runner, loop = engine.runner, asyncio.get_running_loop()
+        engine = _engine(chunked)
+        runner = engine.runner
         prefill, chunk = runner.prefill, runner.prefill_chunk
 
         def oom(forward: Any, doomed: Any) -> Any:
@@ -237,28 +229,17 @@ def test_a_prefill_out_of_memory_fails_that_request_only(chunked: InProcessServe
                 return forward(ids, *rest)
             return call
 
-        def job(ids: list[int], max_new: int) -> GenerationRequest:
-            pb = generation_pb2.GenerateRequest(model="tiny-llama", input_ids=ids, stopping=common_pb2.StoppingParams(
-                max_new_tokens=max_new, ignore_eos=True))
-            return GenerationRequest(parse_generate_request(pb, model, engine.defaults, engine.max_rows), loop)
-
-        async def until_end(j: GenerationRequest) -> list[Event]:
-            events: list[Event] = []
-            while not events or not isinstance(events[-1], Finished | Failed):
-                events.append(await asyncio.wait_for(j.events.get(), 60))
-            return events
-
-        running, doomed = job(long_prompt(6), 60), job(long_prompt(prompt_len, salt=5), 5)
+        running, doomed = _job(engine, long_prompt(6), 60), _job(engine, long_prompt(prompt_len, salt=5), 5)
         engine.submit(running)
         await running.events.get()
         runner.prefill = oom(prefill, lambda prompts: len(prompts[0]) == prompt_len)  # type: ignore[method-assign]
         runner.prefill_chunk = oom(chunk, lambda _: True)  # type: ignore[method-assign]  # only its prompt is long
         try:
             engine.submit(doomed)
-            doomed_events = await until_end(doomed)
+            doomed_events = await _until_end(doomed)
         finally:
             del runner.prefill, runner.prefill_chunk
-        return doomed_events, await until_end(running)
+        return doomed_events, await _until_end(running)
 
     doomed, running = chunked.run(scenario())
     assert isinstance(doomed[-1], Failed) and isinstance(doomed[-1].error, ResourceExhausted)
