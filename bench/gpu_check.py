@@ -173,14 +173,16 @@ def gpu_memory_of(pid: int) -> int | None:
     return sum(int(used) for _, used in rows) * 2**20 if len(rows) == 1 else None  # pid namespaces differ
 
 
-def peak_allocated(metrics_url: str) -> int | None:
-    """tokenwire_gpu_memory_bytes{device="cuda:0",kind="peak_allocated"} from the server's /metrics."""
+def read_metrics(metrics_url: str) -> str:
+    """The server's Prometheus exposition text ("" when it serves no metrics)."""
     import urllib.request
 
-    if not metrics_url:
-        return None
-    text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
-    m = re.search(r'^tokenwire_gpu_memory_bytes\{device="cuda:0",kind="peak_allocated"\} (\S+)$', text, re.M)
+    return urllib.request.urlopen(metrics_url, timeout=10).read().decode() if metrics_url else ""
+
+
+def peak_allocated(metrics_url: str) -> int | None:
+    """tokenwire_gpu_memory_bytes{device="cuda:0",kind="peak_allocated"} from the server's /metrics."""
+    m = re.search(r'^tokenwire_gpu_memory_bytes\{device="cuda:0",kind="peak_allocated"\} (\S+)$', read_metrics(metrics_url), re.M)
     return int(float(m.group(1))) if m else None
 
 

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_check import Server, build_model, prompt_ids, wait_ready, write_registry  # noqa: E402
+from gpu_check import Server, build_model, prompt_ids, read_metrics, wait_ready, write_registry  # noqa: E402
 
 
 def sync() -> None:
@@ -86,9 +86,7 @@ def busiest() -> list[str]:
 
 def step_phases(url: str) -> dict[str, tuple[float, int]]:
     """tokenwire_step_seconds of model "bench" from the server's /metrics: phase → (sum s, count)."""
-    import urllib.request
-
-    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    text = read_metrics(url)
     phases: dict[str, list[float]] = {}
     for m in re.finditer(r'^tokenwire_step_seconds_(sum|count)\{model="bench",phase="(\w+)"\} (\S+)$', text, re.M):
         phases.setdefault(m.group(2), [0.0, 0.0])[m.group(1) == "count"] = float(m.group(3))
@@ -154,7 +152,7 @@ def served(registry: Path, args: argparse.Namespace, vocab: int, out: dict[str, 
                                                  "--output", str(raw)],
                                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                     time.sleep(1.0)
-                phases_before = step_phases(server.metrics_url) if server.metrics_url else {}
+                phases_before = step_phases(server.metrics_url)
                 t0 = time.perf_counter()
                 with ThreadPoolExecutor(streams) as pool:
                     tokens = sum(pool.map(lambda s: stream(10 + s, args.steps), range(streams)))
