@@ -72,20 +72,23 @@ class BatchKV:
                 layer.keys = layer.keys.index_select(0, index.to(layer.keys.device))
                 layer.values = layer.values.index_select(0, index.to(layer.values.device))
         self._trim_left_padding()
-        self.padded = self._has_padding()
 
     def _trim_left_padding(self) -> None:
+        """Drop the padding columns every row has and note whether any padding is left, from
+        each row's padding width, read back in one transfer (beam search gathers every step)."""
         if self.rows == 0:
+            self.padded = False
             return
-        real = self.mask.any(dim=0)
-        first = int(torch.argmax(real.to(torch.int8)).item()) if bool(real.any()) else self.mask.shape[1]
-        if first == 0:
+        widths = (self.mask.cumsum(dim=1) == 0).sum(dim=1)  # left padding of each row
+        least, most = (int(w) for w in torch.stack([widths.min(), widths.max()]).tolist())
+        self.padded = most > least
+        if least == 0:
             return
-        self.mask = self.mask[:, first:]
+        self.mask = self.mask[:, least:]
         for layer in _layers(self.cache):
             if layer.keys is not None and layer.keys.numel():
-                layer.keys = layer.keys[:, :, first:, :]
-                layer.values = layer.values[:, :, first:, :]
+                layer.keys = layer.keys[:, :, least:, :]
+                layer.values = layer.values[:, :, least:, :]
 
     def merge(self, other: BatchKV) -> None:
         """Append `other`'s rows after ours, left-padding the shorter side along seq."""
