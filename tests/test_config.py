@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tokenwire.config import ModelSpec, load_config, parse_config, parse_memory
+from tokenwire.config import Config, ModelSpec, load_config, parse_config, parse_memory
 from tokenwire.errors import ConfigError
 from tokenwire.tasks import Task, tasks_for_architecture
 
@@ -133,3 +133,30 @@ def test_parse_config_without_file(tmp_path: Path) -> None:
 ])
 def test_tasks_inferred_from_architecture(architecture: str, tasks: tuple[Task, ...]) -> None:
     assert tasks_for_architecture(architecture) == tasks
+
+
+def test_core_threads(tmp_path: Path) -> None:
+    models = '[[models]]\nname = "m1"\npath = "m1"\n'
+    assert load_config(write(tmp_path, models)).server.core_threads is None  # the affinity's cores
+    assert load_config(write(tmp_path, f"[server]\ncore_threads = 4\n{models}")).server.core_threads == 4
+    for bad in ("0", "-2", '"4"', "2.5", "true"):
+        text = problems(tmp_path, f"[server]\ncore_threads = {bad}\n{models}")
+        assert "[server], key 'core_threads': must be a positive integer, got " in text, text
+
+
+def test_serve_flags_override_the_server_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tokenwire.app
+    from tokenwire.cli import main
+
+    served: list[Config] = []
+
+    async def fake_serve(config: Config) -> None:
+        served.append(config)
+
+    monkeypatch.setattr(tokenwire.app, "serve", fake_serve)
+    path = write(tmp_path, '[server]\nport = 6000\ncore_threads = 2\n[[models]]\nname = "m1"\npath = "m1"\n')
+    assert main(["serve", "--config", str(path)]) == 0
+    assert main(["serve", "--config", str(path), "--core-threads", "3", "--port", "0"]) == 0
+    assert [(c.server.core_threads, c.server.port) for c in served] == [(2, 6000), (3, 0)]
+    with pytest.raises(SystemExit):
+        main(["serve", "--config", str(path), "--core-threads", "0"])

@@ -16,7 +16,8 @@ from harness import InProcessServer, wait_serving
 from tokenwire.client import Client
 from tokenwire.config import Config, ModelSpec
 from tokenwire.demo_config import demo_config
-from tokenwire.models.loader import load_model
+from tokenwire.engine.engines import Engines
+from tokenwire.models.loader import LoadedModel, load_model
 from tokenwire.models.registry import ModelRegistry
 from tokenwire.v1 import models_pb2
 
@@ -101,3 +102,26 @@ def test_failed_model_is_reported_while_others_serve(demo_models_dir: Path, tmp_
             assert c.models.Tokenize(models_pb2.TokenizeRequest(model="tiny-gpt2", text="hi")).ids
     finally:
         server.stop()
+
+
+def test_model_whose_engine_cannot_start_fails(demo_models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Engines.start (the KV pool's allocation) runs before a model turns READY; when it
+    raises, that model is FAILED with the reason and the others serve."""
+    start = Engines.start
+
+    def failing_start(self: Engines, model: LoadedModel) -> None:
+        if model.spec.name == "tiny-llama":
+            raise RuntimeError("KV pool does not fit")
+        start(self, model)
+
+    monkeypatch.setattr(Engines, "start", failing_start)
+    by_name = {s.name: s for s in demo_config(demo_models_dir).models}
+    with InProcessServer(Config(models=(by_name["tiny-llama"], by_name["tiny-gpt2"]))) as server, \
+            Client(server.target) as c:
+        info = c.models.GetModelInfo(models_pb2.GetModelInfoRequest(model="tiny-llama"))
+        assert info.state == models_pb2.MODEL_STATE_FAILED
+        assert info.error == "KV pool does not fit"
+        assert c.models.GetModelInfo(models_pb2.GetModelInfoRequest(model="tiny-gpt2")).state == \
+            models_pb2.MODEL_STATE_READY
+        assert status(c, "tokenwire.v1.Generation") == SERVING
+        assert status(c, "") == SERVING

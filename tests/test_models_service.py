@@ -123,3 +123,20 @@ def test_unknown_model_lists_available(client: Client) -> None:
 def test_demo_config_serves_all_six(demo_models_dir) -> None:  # type: ignore[no-untyped-def]
     names = [spec.name for spec in demo_config(demo_models_dir).models]
     assert sorted(names) == sorted(EXPECTED_TASKS)
+
+
+def test_model_info_reports_the_decode_path(client: Client) -> None:
+    llama = client.models.GetModelInfo(models_pb2.GetModelInfoRequest(model="tiny-llama"))
+    assert llama.decode_path == "kv_pool", llama.decode_path_reason
+    assert llama.decode_path_reason == ""
+    assert llama.attention_backend
+    assert llama.kv_cache_capacity_tokens > 0
+    assert llama.kv_cache_slots >= 1
+    assert llama.kv_cache_bytes_per_device["cpu"] > 0
+
+    listed = {m.name: m for m in client.models.ListModels(models_pb2.ListModelsRequest()).models}
+    assert listed["tiny-llama"].decode_path == "kv_pool"
+
+    bert = client.models.GetModelInfo(models_pb2.GetModelInfoRequest(model="tiny-bert"))
+    assert bert.decode_path == "" and bert.kv_cache_capacity_tokens == 0
+    assert not bert.HasField("cuda_graphs")

@@ -60,7 +60,7 @@ class TokenwireServer:
         self.options = options = config.server
         self.registry = registry or ModelRegistry(config.models)
         self.health = health.aio.HealthServicer()
-        self.engines = Engines()
+        self.engines = Engines(core_threads=options.core_threads)
         self.port = 0
         auth = TokenAuth.from_file(options.auth_token_file, options.auth_exempt) if options.auth_token_file else None
         self.interceptor = ServerInterceptor(auth)
@@ -72,7 +72,7 @@ class TokenwireServer:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        models_pb2_grpc.add_ModelsServicer_to_server(ModelsServicer(self.registry), self._server)
+        models_pb2_grpc.add_ModelsServicer_to_server(ModelsServicer(self.registry, self.engines), self._server)
         generation_pb2_grpc.add_GenerationServicer_to_server(
             GenerationServicer(self.registry, self.engines), self._server)
         self.understanding = UnderstandingServicer(self.registry)
@@ -101,7 +101,9 @@ class TokenwireServer:
     async def load_models(self) -> None:
         """Load every model, updating health as each settles."""
         configure_cuda_attention()
-        await self.registry.load_all(self._update_health)
+        # Each model's engines start (their KV pools allocated) before it turns READY, so
+        # health never reports a model serving whose pool could not be allocated.
+        await self.registry.load_all(self._update_health, on_loaded=self.engines.start)
 
     async def _update_health(self) -> None:
         states = self.registry.services_state(SERVICE_OF_TASK)

@@ -17,6 +17,17 @@ from .cli_client import add_client_commands
 from .config import ServerSpec, parse_memory
 
 
+def _positive_int(text: str) -> int:
+    """argparse type for counts: an int > 0 (the [server] table's own rule)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
 def _serve(args: argparse.Namespace) -> int:
     from .config import check_server, load_config
     from .errors import ConfigError
@@ -36,7 +47,7 @@ def _serve(args: argparse.Namespace) -> int:
         "max_receive_message_bytes": args.max_receive_message_bytes,
         "metrics_port": args.metrics_port, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
         "tls_client_ca": args.tls_client_ca, "auth_token_file": args.auth_token_file,
-        "log_format": args.log_format,
+        "log_format": args.log_format, "core_threads": args.core_threads,
     }.items() if v is not None}
     config = dataclasses.replace(config, server=dataclasses.replace(config.server, **overrides))
     if problems := check_server(config.server):
@@ -102,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--auth-token-file", metavar="FILE",
                        help="require 'authorization: Bearer <token>' with a token from this file (one per line)")
     serve.add_argument("--log-format", choices=["text", "json"], help="log line format (default text)")
+    serve.add_argument("--core-threads", type=_positive_int, metavar="N",
+                       help="threads of the C++ decoding core per generative model "
+                            "(default: the cores this process may run on)")
     serve.set_defaults(func=_serve)
 
     demo = sub.add_parser("demo-models", help="build the tiny demo models into a directory")

@@ -3,6 +3,8 @@
     [server]                     # optional; command-line flags override it
     host = "127.0.0.1"
     port = 50051
+    core_threads = 8             # threads of the C++ decoding core per model (default: the
+                                 #   cores this process may run on, its CPU affinity)
 
     [[models]]
     name = "tiny-llama"          # required, unique; what clients put in `model`
@@ -114,6 +116,9 @@ class ServerSpec:
     """Largest decoded image (width × height): decompression bombs stop here."""
     max_image_aspect_ratio: float = 100.0
     max_images_per_request: int = 8
+    core_threads: int | None = None
+    """Threads of the C++ decoding core per generative model; None: the cores this process may
+    run on (its CPU affinity, see tokenwire.engine.engines.available_cores)."""
 
 
 @dataclass(frozen=True)
@@ -284,6 +289,7 @@ _SERVER_KEYS: dict[str, Callable[[Any], Any]] = {
     "max_image_pixels": _positive_int,
     "max_image_aspect_ratio": lambda v: max(1.0, _nonnegative_number(v)),
     "max_images_per_request": _positive_int,
+    "core_threads": _positive_int,
 }
 
 

@@ -69,7 +69,7 @@ def test_beams_and_seeded_samples_equal_the_unchunked_server(chunked: InProcessS
 
 
 def _engine(server: InProcessServer) -> Any:
-    """tiny-llama's scheduler in `server` (its `runner` and methods are what the tests spy on)."""
+    """tiny-llama's scheduler in `server` (its KV backend `state.kv` and methods are what the tests spy on)."""
     assert server.server is not None
     return server.server.engines.get(server.server.registry.resolve("tiny-llama", Task.GENERATE), Task.GENERATE)
 
@@ -100,7 +100,7 @@ async def _long_prompt_beside_a_stream(server: InProcessServer, cancel_after_chu
     engine = _engine(server)
     short, long = _job(engine, long_prompt(5), 400), _job(engine, long_prompt(160, salt=9), 2)
     calls: list[str] = []
-    runner = engine.runner
+    runner = engine.state.kv
 
     def spy(name: str, forward: Any) -> Any:
         def called(*args: Any, **kwargs: Any) -> Any:  # runs on the scheduler thread
@@ -156,16 +156,16 @@ async def _two_long_prompts_and_a_short_one(server: InProcessServer) -> tuple[li
     (kind, first position) and each request's events."""
     engine = _engine(server)
     calls: list[tuple[str, int]] = []
-    runner = engine.runner
+    runner = engine.state.kv
     prefill, chunk = runner.prefill, runner.prefill_chunk
 
     def spy_prefill(prompts: list[list[int]], *rest: Any) -> Any:
         calls.append(("prefill", len(prompts[0])))
         return prefill(prompts, *rest)
 
-    def spy_chunk(ids: list[int], cache: Any, start: int, last: bool) -> Any:
+    def spy_chunk(ids: list[int], start: int, last: bool) -> Any:
         calls.append(("chunk", start))
-        return chunk(ids, cache, start, last)
+        return chunk(ids, start, last)
 
     runner.prefill, runner.prefill_chunk = spy_prefill, spy_chunk  # type: ignore[method-assign]
     try:
@@ -192,20 +192,20 @@ def test_a_short_prompt_passes_a_long_one_waiting_for_its_turn(chunked: InProces
 def test_a_failure_while_joining_fails_the_long_request(chunked: InProcessServer) -> None:
     async def scenario() -> list[Event]:
         engine = _engine(chunked)
-        join = engine._prefill_group
+        join = engine._join
 
         def failing(requests: list[GenerationRequest], *rest: Any) -> None:
             if len(requests[0].params.prompt_ids) == 40:
                 raise RuntimeError("injected: no memory to merge this prompt's cache")
             join(requests, *rest)
 
-        engine._prefill_group = failing  # type: ignore[method-assign]
+        engine._join = failing  # type: ignore[method-assign]
         try:
             job = _job(engine, long_prompt(40), 3)
             engine.submit(job)
             return await _until_end(job)
         finally:
-            del engine._prefill_group
+            del engine._join
 
     events = chunked.run(scenario())
     assert len(events) == 1 and isinstance(events[0], Failed) and "injected" in str(events[0].error)
@@ -219,7 +219,7 @@ def test_a_prefill_out_of_memory_fails_that_request_only(chunked: InProcessServe
     the stream already decoding finishes untouched."""
     async def scenario() -> tuple[list[Event], list[Event]]:
         engine = _engine(chunked)
-        runner = engine.runner
+        runner = engine.state.kv
         prefill, chunk = runner.prefill, runner.prefill_chunk
 
         def oom(forward: Any, doomed: Any) -> Any:

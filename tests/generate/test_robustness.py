@@ -147,29 +147,29 @@ def test_full_queue_is_resource_exhausted_with_retry_hint(odd: Client, odd_serve
         max_new_tokens=400, ignore_eos=True))
     odd.generation.Generate(generation_pb2.GenerateRequest(model="tiny-queue", prompt="x"))  # scheduler exists
     scheduler = odd_server.server.engines._schedulers["tiny-queue"]  # type: ignore[union-attr]
-    real = scheduler.runner.decode
+    real = scheduler.state.kv.decode
 
     def slow(*args: Any, **kwargs: Any) -> Any:  # 400 steps now take >= 4 s: nothing finishes early
         time.sleep(0.01)
         return real(*args, **kwargs)
 
-    scheduler.runner.decode = slow  # type: ignore[method-assign]
+    scheduler.state.kv.decode = slow  # type: ignore[method-assign]
     running = odd.generation.GenerateStream(long)   # takes the one batch row
     queued = None
     try:
         next(running)
         queued = odd.generation.GenerateStream(long)    # takes the one queue slot
         deadline = time.monotonic() + 10
-        while len(scheduler._waiting) < 1 and time.monotonic() < deadline:
+        while scheduler.admission.waiting < 1 and time.monotonic() < deadline:
             time.sleep(0.005)
-        assert len(scheduler._waiting) == 1
+        assert scheduler.admission.waiting == 1
         with pytest.raises(grpc.RpcError) as err:
             odd.generation.Generate(long, timeout=10)
     finally:
         running.cancel()
         if queued is not None:
             queued.cancel()
-        scheduler.runner.decode = real  # type: ignore[method-assign]
+        scheduler.state.kv.decode = real  # type: ignore[method-assign]
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "max_queue" in err.value.details()
     status = rpc_status.from_call(err.value)
     assert status is not None and any(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in status.details)
@@ -179,7 +179,7 @@ def test_failing_step_fails_its_requests_and_the_server_goes_on(odd: Client, odd
     request = generation_pb2.GenerateRequest(model="padded", prompt="boom", stopping=common_pb2.StoppingParams(max_new_tokens=5))
     odd.generation.Generate(request)  # make sure the scheduler exists
     scheduler = odd_server.server.engines._schedulers["padded"]  # type: ignore[union-attr]
-    real = scheduler.runner.decode
+    real = scheduler.state.kv.decode
     calls = {"n": 0}
 
     def flaky(*args: Any, **kwargs: Any) -> Any:
@@ -188,7 +188,7 @@ def test_failing_step_fails_its_requests_and_the_server_goes_on(odd: Client, odd
             raise RuntimeError("injected fault in the forward pass")
         return real(*args, **kwargs)
 
-    scheduler.runner.decode = flaky  # type: ignore[method-assign]
+    scheduler.state.kv.decode = flaky  # type: ignore[method-assign]
     try:
         with pytest.raises(grpc.RpcError) as err:
             odd.generation.Generate(request)
@@ -196,4 +196,4 @@ def test_failing_step_fails_its_requests_and_the_server_goes_on(odd: Client, odd
         assert "injected" not in err.value.details()
         assert odd.generation.Generate(request).sequences[0].token_ids  # next one is fine
     finally:
-        scheduler.runner.decode = real  # type: ignore[method-assign]
+        scheduler.state.kv.decode = real  # type: ignore[method-assign]

@@ -124,7 +124,7 @@ def test_checkpoint_quantized_otherwise_than_asked(demo_models_dir: Path, tmp_pa
 
 
 def _inject(scheduler: Any, attribute: str, exc: Callable[[], BaseException]) -> Callable[[], None]:
-    real = getattr(scheduler.runner, attribute)
+    real = getattr(scheduler.state.kv, attribute)
     calls = {"n": 0}
 
     def flaky(*args: Any, **kwargs: Any) -> Any:
@@ -133,8 +133,8 @@ def _inject(scheduler: Any, attribute: str, exc: Callable[[], BaseException]) ->
             raise exc()
         return real(*args, **kwargs)
 
-    setattr(scheduler.runner, attribute, flaky)
-    return lambda: setattr(scheduler.runner, attribute, real)
+    setattr(scheduler.state.kv, attribute, flaky)
+    return lambda: setattr(scheduler.state.kv, attribute, real)
 
 
 @pytest.mark.parametrize("step", ["prefill", "decode"])

@@ -242,8 +242,36 @@ type ModelInfo struct {
 	// llm_int8_skip_modules patterns), e.g. "lm_head", LLaVA's "model.vision_tower" and
 	// "model.multi_modal_projector". Empty when quantization is "none".
 	UnquantizedModules []string `protobuf:"bytes,35,rep,name=unquantized_modules,json=unquantizedModules,proto3" json:"unquantized_modules,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// How generation decodes (TASK_GENERATE, else TASK_MULTIMODAL_CHAT): "kv_pool" (the
+	// server's own preallocated KV cache and attention) or "dynamic_cache" (the fallback
+	// through transformers' DynamicCache; see decode_path_reason). Empty for
+	// non-generative models and while not loaded.
+	DecodePath string `protobuf:"bytes,36,opt,name=decode_path,json=decodePath,proto3" json:"decode_path,omitempty"`
+	// Why decode_path is "dynamic_cache" (what the KV pool cannot serve for this model).
+	// Empty on "kv_pool" and for non-generative models.
+	DecodePathReason string `protobuf:"bytes,37,opt,name=decode_path_reason,json=decodePathReason,proto3" json:"decode_path_reason,omitempty"`
+	// Attention kernel the decode path runs, e.g. "sdpa" on "kv_pool", or
+	// "transformers:<implementation>" on "dynamic_cache". Empty for non-generative models
+	// and while not loaded.
+	AttentionBackend string `protobuf:"bytes,38,opt,name=attention_backend,json=attentionBackend,proto3" json:"attention_backend,omitempty"`
+	// CUDA graph capture of decode steps. Unset for non-generative models and while not
+	// loaded.
+	CudaGraphs *CudaGraphs `protobuf:"bytes,39,opt,name=cuda_graphs,json=cudaGraphs,proto3" json:"cuda_graphs,omitempty"`
+	// Tokens the KV pool holds, all rows together (kv_cache_slots × kv_cache_slot_tokens
+	// at most). Tokens; 0 on "dynamic_cache" (unbounded, allocated per request), for
+	// non-generative models and while not loaded.
+	KvCacheCapacityTokens uint64 `protobuf:"varint,40,opt,name=kv_cache_capacity_tokens,json=kvCacheCapacityTokens,proto3" json:"kv_cache_capacity_tokens,omitempty"`
+	// Rows (sequences, beams) the KV pool holds at once. Count; >= 1 on "kv_pool", 0
+	// otherwise.
+	KvCacheSlots uint32 `protobuf:"varint,41,opt,name=kv_cache_slots,json=kvCacheSlots,proto3" json:"kv_cache_slots,omitempty"`
+	// Tokens one KV pool row may hold: prompt + generated. Tokens; <= max_total_tokens on
+	// "kv_pool", 0 otherwise.
+	KvCacheSlotTokens uint32 `protobuf:"varint,42,opt,name=kv_cache_slot_tokens,json=kvCacheSlotTokens,proto3" json:"kv_cache_slot_tokens,omitempty"`
+	// Memory the KV pool allocated on each device: device ("cpu", "cuda:0") → bytes.
+	// Empty on "dynamic_cache", for non-generative models and while not loaded.
+	KvCacheBytesPerDevice map[string]uint64 `protobuf:"bytes,43,rep,name=kv_cache_bytes_per_device,json=kvCacheBytesPerDevice,proto3" json:"kv_cache_bytes_per_device,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *ModelInfo) Reset() {
@@ -486,6 +514,119 @@ func (x *ModelInfo) GetUnquantizedModules() []string {
 	return nil
 }
 
+func (x *ModelInfo) GetDecodePath() string {
+	if x != nil {
+		return x.DecodePath
+	}
+	return ""
+}
+
+func (x *ModelInfo) GetDecodePathReason() string {
+	if x != nil {
+		return x.DecodePathReason
+	}
+	return ""
+}
+
+func (x *ModelInfo) GetAttentionBackend() string {
+	if x != nil {
+		return x.AttentionBackend
+	}
+	return ""
+}
+
+func (x *ModelInfo) GetCudaGraphs() *CudaGraphs {
+	if x != nil {
+		return x.CudaGraphs
+	}
+	return nil
+}
+
+func (x *ModelInfo) GetKvCacheCapacityTokens() uint64 {
+	if x != nil {
+		return x.KvCacheCapacityTokens
+	}
+	return 0
+}
+
+func (x *ModelInfo) GetKvCacheSlots() uint32 {
+	if x != nil {
+		return x.KvCacheSlots
+	}
+	return 0
+}
+
+func (x *ModelInfo) GetKvCacheSlotTokens() uint32 {
+	if x != nil {
+		return x.KvCacheSlotTokens
+	}
+	return 0
+}
+
+func (x *ModelInfo) GetKvCacheBytesPerDevice() map[string]uint64 {
+	if x != nil {
+		return x.KvCacheBytesPerDevice
+	}
+	return nil
+}
+
+// CUDA graph capture of a generative model's decode steps (ModelInfo.cuda_graphs).
+type CudaGraphs struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether decode steps replay captured CUDA graphs. Default false (CPU models, the
+	// "dynamic_cache" path, or capture off).
+	Enabled bool `protobuf:"varint,1,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	// Batch sizes (rows) graphs were captured for, ascending; a step with another row
+	// count runs eagerly. Rows; each >= 1. Empty when enabled is false.
+	BatchSizes    []uint32 `protobuf:"varint,2,rep,packed,name=batch_sizes,json=batchSizes,proto3" json:"batch_sizes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CudaGraphs) Reset() {
+	*x = CudaGraphs{}
+	mi := &file_tokenwire_v1_models_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CudaGraphs) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CudaGraphs) ProtoMessage() {}
+
+func (x *CudaGraphs) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenwire_v1_models_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CudaGraphs.ProtoReflect.Descriptor instead.
+func (*CudaGraphs) Descriptor() ([]byte, []int) {
+	return file_tokenwire_v1_models_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CudaGraphs) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+func (x *CudaGraphs) GetBatchSizes() []uint32 {
+	if x != nil {
+		return x.BatchSizes
+	}
+	return nil
+}
+
 // List request.
 type ListModelsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -497,7 +638,7 @@ type ListModelsRequest struct {
 
 func (x *ListModelsRequest) Reset() {
 	*x = ListModelsRequest{}
-	mi := &file_tokenwire_v1_models_proto_msgTypes[1]
+	mi := &file_tokenwire_v1_models_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -509,7 +650,7 @@ func (x *ListModelsRequest) String() string {
 func (*ListModelsRequest) ProtoMessage() {}
 
 func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenwire_v1_models_proto_msgTypes[1]
+	mi := &file_tokenwire_v1_models_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -522,7 +663,7 @@ func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsRequest.ProtoReflect.Descriptor instead.
 func (*ListModelsRequest) Descriptor() ([]byte, []int) {
-	return file_tokenwire_v1_models_proto_rawDescGZIP(), []int{1}
+	return file_tokenwire_v1_models_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ListModelsRequest) GetTask() Task {
@@ -543,7 +684,7 @@ type ListModelsResponse struct {
 
 func (x *ListModelsResponse) Reset() {
 	*x = ListModelsResponse{}
-	mi := &file_tokenwire_v1_models_proto_msgTypes[2]
+	mi := &file_tokenwire_v1_models_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -555,7 +696,7 @@ func (x *ListModelsResponse) String() string {
 func (*ListModelsResponse) ProtoMessage() {}
 
 func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenwire_v1_models_proto_msgTypes[2]
+	mi := &file_tokenwire_v1_models_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -568,7 +709,7 @@ func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsResponse.ProtoReflect.Descriptor instead.
 func (*ListModelsResponse) Descriptor() ([]byte, []int) {
-	return file_tokenwire_v1_models_proto_rawDescGZIP(), []int{2}
+	return file_tokenwire_v1_models_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ListModelsResponse) GetModels() []*ModelInfo {
@@ -589,7 +730,7 @@ type GetModelInfoRequest struct {
 
 func (x *GetModelInfoRequest) Reset() {
 	*x = GetModelInfoRequest{}
-	mi := &file_tokenwire_v1_models_proto_msgTypes[3]
+	mi := &file_tokenwire_v1_models_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -601,7 +742,7 @@ func (x *GetModelInfoRequest) String() string {
 func (*GetModelInfoRequest) ProtoMessage() {}
 
 func (x *GetModelInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenwire_v1_models_proto_msgTypes[3]
+	mi := &file_tokenwire_v1_models_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -614,7 +755,7 @@ func (x *GetModelInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetModelInfoRequest) Descriptor() ([]byte, []int) {
-	return file_tokenwire_v1_models_proto_rawDescGZIP(), []int{3}
+	return file_tokenwire_v1_models_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetModelInfoRequest) GetModel() string {
@@ -640,7 +781,7 @@ type TokenizeRequest struct {
 
 func (x *TokenizeRequest) Reset() {
 	*x = TokenizeRequest{}
-	mi := &file_tokenwire_v1_models_proto_msgTypes[4]
+	mi := &file_tokenwire_v1_models_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -652,7 +793,7 @@ func (x *TokenizeRequest) String() string {
 func (*TokenizeRequest) ProtoMessage() {}
 
 func (x *TokenizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenwire_v1_models_proto_msgTypes[4]
+	mi := &file_tokenwire_v1_models_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -665,7 +806,7 @@ func (x *TokenizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenizeRequest.ProtoReflect.Descriptor instead.
 func (*TokenizeRequest) Descriptor() ([]byte, []int) {
-	return file_tokenwire_v1_models_proto_rawDescGZIP(), []int{4}
+	return file_tokenwire_v1_models_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *TokenizeRequest) GetModel() string {
@@ -704,7 +845,7 @@ type Offset struct {
 
 func (x *Offset) Reset() {
 	*x = Offset{}
-	mi := &file_tokenwire_v1_models_proto_msgTypes[5]
+	mi := &file_tokenwire_v1_models_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -716,7 +857,7 @@ func (x *Offset) String() string {
 func (*Offset) ProtoMessage() {}
 
 func (x *Offset) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenwire_v1_models_proto_msgTypes[5]
+	mi := &file_tokenwire_v1_models_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -729,7 +870,7 @@ func (x *Offset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offset.ProtoReflect.Descriptor instead.
 func (*Offset) Descriptor() ([]byte, []int) {
-	return file_tokenwire_v1_models_proto_rawDescGZIP(), []int{5}
+	return file_tokenwire_v1_models_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Offset) GetStart() uint32 {
@@ -761,7 +902,7 @@ type TokenizeResponse struct {
 
 func (x *TokenizeResponse) Reset() {
 	*x = TokenizeResponse{}
-	mi := &file_tokenwire_v1_models_proto_msgTypes[6]
+	mi := &file_tokenwire_v1_models_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -773,7 +914,7 @@ func (x *TokenizeResponse) String() string {
 func (*TokenizeResponse) ProtoMessage() {}
 
 func (x *TokenizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenwire_v1_models_proto_msgTypes[6]
+	mi := &file_tokenwire_v1_models_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -786,7 +927,7 @@ func (x *TokenizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenizeResponse.ProtoReflect.Descriptor instead.
 func (*TokenizeResponse) Descriptor() ([]byte, []int) {
-	return file_tokenwire_v1_models_proto_rawDescGZIP(), []int{6}
+	return file_tokenwire_v1_models_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *TokenizeResponse) GetIds() []uint32 {
@@ -826,7 +967,7 @@ type DetokenizeRequest struct {
 
 func (x *DetokenizeRequest) Reset() {
 	*x = DetokenizeRequest{}
-	mi := &file_tokenwire_v1_models_proto_msgTypes[7]
+	mi := &file_tokenwire_v1_models_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +979,7 @@ func (x *DetokenizeRequest) String() string {
 func (*DetokenizeRequest) ProtoMessage() {}
 
 func (x *DetokenizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenwire_v1_models_proto_msgTypes[7]
+	mi := &file_tokenwire_v1_models_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +992,7 @@ func (x *DetokenizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DetokenizeRequest.ProtoReflect.Descriptor instead.
 func (*DetokenizeRequest) Descriptor() ([]byte, []int) {
-	return file_tokenwire_v1_models_proto_rawDescGZIP(), []int{7}
+	return file_tokenwire_v1_models_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DetokenizeRequest) GetModel() string {
@@ -886,7 +1027,7 @@ type DetokenizeResponse struct {
 
 func (x *DetokenizeResponse) Reset() {
 	*x = DetokenizeResponse{}
-	mi := &file_tokenwire_v1_models_proto_msgTypes[8]
+	mi := &file_tokenwire_v1_models_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -898,7 +1039,7 @@ func (x *DetokenizeResponse) String() string {
 func (*DetokenizeResponse) ProtoMessage() {}
 
 func (x *DetokenizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenwire_v1_models_proto_msgTypes[8]
+	mi := &file_tokenwire_v1_models_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -911,7 +1052,7 @@ func (x *DetokenizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DetokenizeResponse.ProtoReflect.Descriptor instead.
 func (*DetokenizeResponse) Descriptor() ([]byte, []int) {
-	return file_tokenwire_v1_models_proto_rawDescGZIP(), []int{8}
+	return file_tokenwire_v1_models_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DetokenizeResponse) GetText() string {
@@ -925,7 +1066,7 @@ var File_tokenwire_v1_models_proto protoreflect.FileDescriptor
 
 const file_tokenwire_v1_models_proto_rawDesc = "" +
 	"\n" +
-	"\x19tokenwire/v1/models.proto\x12\ftokenwire.v1\"\xd8\r\n" +
+	"\x19tokenwire/v1/models.proto\x12\ftokenwire.v1\"\xd7\x11\n" +
 	"\tModelInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12(\n" +
 	"\x05tasks\x18\x02 \x03(\x0e2\x12.tokenwire.v1.TaskR\x05tasks\x12\"\n" +
@@ -964,7 +1105,17 @@ const file_tokenwire_v1_models_proto_rawDesc = "" +
 	"\x1areserved_memory_per_device\x18  \x03(\v24.tokenwire.v1.ModelInfo.ReservedMemoryPerDeviceEntryR\x17reservedMemoryPerDevice\x125\n" +
 	"\x17kv_cache_reserved_bytes\x18! \x01(\x04R\x14kvCacheReservedBytes\x125\n" +
 	"\x17kv_cache_context_tokens\x18\" \x01(\rR\x14kvCacheContextTokens\x12/\n" +
-	"\x13unquantized_modules\x18# \x03(\tR\x12unquantizedModules\x1a<\n" +
+	"\x13unquantized_modules\x18# \x03(\tR\x12unquantizedModules\x12\x1f\n" +
+	"\vdecode_path\x18$ \x01(\tR\n" +
+	"decodePath\x12,\n" +
+	"\x12decode_path_reason\x18% \x01(\tR\x10decodePathReason\x12+\n" +
+	"\x11attention_backend\x18& \x01(\tR\x10attentionBackend\x129\n" +
+	"\vcuda_graphs\x18' \x01(\v2\x18.tokenwire.v1.CudaGraphsR\n" +
+	"cudaGraphs\x127\n" +
+	"\x18kv_cache_capacity_tokens\x18( \x01(\x04R\x15kvCacheCapacityTokens\x12$\n" +
+	"\x0ekv_cache_slots\x18) \x01(\rR\fkvCacheSlots\x12/\n" +
+	"\x14kv_cache_slot_tokens\x18* \x01(\rR\x11kvCacheSlotTokens\x12l\n" +
+	"\x19kv_cache_bytes_per_device\x18+ \x03(\v22.tokenwire.v1.ModelInfo.KvCacheBytesPerDeviceEntryR\x15kvCacheBytesPerDevice\x1a<\n" +
 	"\x0eDeviceMapEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a@\n" +
@@ -976,13 +1127,21 @@ const file_tokenwire_v1_models_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1aJ\n" +
 	"\x1cReservedMemoryPerDeviceEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1aH\n" +
+	"\x1aKvCacheBytesPerDeviceEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01B\x0f\n" +
 	"\r_bos_token_idB\x0f\n" +
 	"\r_pad_token_idB\x0f\n" +
 	"\r_unk_token_idB\x10\n" +
 	"\x0e_mask_token_idB\x0f\n" +
 	"\r_sep_token_idB\x0f\n" +
-	"\r_cls_token_id\";\n" +
+	"\r_cls_token_id\"G\n" +
+	"\n" +
+	"CudaGraphs\x12\x18\n" +
+	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\x1f\n" +
+	"\vbatch_sizes\x18\x02 \x03(\rR\n" +
+	"batchSizes\";\n" +
 	"\x11ListModelsRequest\x12&\n" +
 	"\x04task\x18\x01 \x01(\x0e2\x12.tokenwire.v1.TaskR\x04task\"E\n" +
 	"\x12ListModelsResponse\x12/\n" +
@@ -1045,47 +1204,51 @@ func file_tokenwire_v1_models_proto_rawDescGZIP() []byte {
 }
 
 var file_tokenwire_v1_models_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_tokenwire_v1_models_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_tokenwire_v1_models_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_tokenwire_v1_models_proto_goTypes = []any{
 	(Task)(0),                   // 0: tokenwire.v1.Task
 	(ModelState)(0),             // 1: tokenwire.v1.ModelState
 	(*ModelInfo)(nil),           // 2: tokenwire.v1.ModelInfo
-	(*ListModelsRequest)(nil),   // 3: tokenwire.v1.ListModelsRequest
-	(*ListModelsResponse)(nil),  // 4: tokenwire.v1.ListModelsResponse
-	(*GetModelInfoRequest)(nil), // 5: tokenwire.v1.GetModelInfoRequest
-	(*TokenizeRequest)(nil),     // 6: tokenwire.v1.TokenizeRequest
-	(*Offset)(nil),              // 7: tokenwire.v1.Offset
-	(*TokenizeResponse)(nil),    // 8: tokenwire.v1.TokenizeResponse
-	(*DetokenizeRequest)(nil),   // 9: tokenwire.v1.DetokenizeRequest
-	(*DetokenizeResponse)(nil),  // 10: tokenwire.v1.DetokenizeResponse
-	nil,                         // 11: tokenwire.v1.ModelInfo.DeviceMapEntry
-	nil,                         // 12: tokenwire.v1.ModelInfo.SpecialTokensEntry
-	nil,                         // 13: tokenwire.v1.ModelInfo.MemoryPerDeviceEntry
-	nil,                         // 14: tokenwire.v1.ModelInfo.ReservedMemoryPerDeviceEntry
+	(*CudaGraphs)(nil),          // 3: tokenwire.v1.CudaGraphs
+	(*ListModelsRequest)(nil),   // 4: tokenwire.v1.ListModelsRequest
+	(*ListModelsResponse)(nil),  // 5: tokenwire.v1.ListModelsResponse
+	(*GetModelInfoRequest)(nil), // 6: tokenwire.v1.GetModelInfoRequest
+	(*TokenizeRequest)(nil),     // 7: tokenwire.v1.TokenizeRequest
+	(*Offset)(nil),              // 8: tokenwire.v1.Offset
+	(*TokenizeResponse)(nil),    // 9: tokenwire.v1.TokenizeResponse
+	(*DetokenizeRequest)(nil),   // 10: tokenwire.v1.DetokenizeRequest
+	(*DetokenizeResponse)(nil),  // 11: tokenwire.v1.DetokenizeResponse
+	nil,                         // 12: tokenwire.v1.ModelInfo.DeviceMapEntry
+	nil,                         // 13: tokenwire.v1.ModelInfo.SpecialTokensEntry
+	nil,                         // 14: tokenwire.v1.ModelInfo.MemoryPerDeviceEntry
+	nil,                         // 15: tokenwire.v1.ModelInfo.ReservedMemoryPerDeviceEntry
+	nil,                         // 16: tokenwire.v1.ModelInfo.KvCacheBytesPerDeviceEntry
 }
 var file_tokenwire_v1_models_proto_depIdxs = []int32{
 	0,  // 0: tokenwire.v1.ModelInfo.tasks:type_name -> tokenwire.v1.Task
-	11, // 1: tokenwire.v1.ModelInfo.device_map:type_name -> tokenwire.v1.ModelInfo.DeviceMapEntry
+	12, // 1: tokenwire.v1.ModelInfo.device_map:type_name -> tokenwire.v1.ModelInfo.DeviceMapEntry
 	1,  // 2: tokenwire.v1.ModelInfo.state:type_name -> tokenwire.v1.ModelState
-	12, // 3: tokenwire.v1.ModelInfo.special_tokens:type_name -> tokenwire.v1.ModelInfo.SpecialTokensEntry
-	13, // 4: tokenwire.v1.ModelInfo.memory_per_device:type_name -> tokenwire.v1.ModelInfo.MemoryPerDeviceEntry
-	14, // 5: tokenwire.v1.ModelInfo.reserved_memory_per_device:type_name -> tokenwire.v1.ModelInfo.ReservedMemoryPerDeviceEntry
-	0,  // 6: tokenwire.v1.ListModelsRequest.task:type_name -> tokenwire.v1.Task
-	2,  // 7: tokenwire.v1.ListModelsResponse.models:type_name -> tokenwire.v1.ModelInfo
-	7,  // 8: tokenwire.v1.TokenizeResponse.offsets:type_name -> tokenwire.v1.Offset
-	3,  // 9: tokenwire.v1.Models.ListModels:input_type -> tokenwire.v1.ListModelsRequest
-	5,  // 10: tokenwire.v1.Models.GetModelInfo:input_type -> tokenwire.v1.GetModelInfoRequest
-	6,  // 11: tokenwire.v1.Models.Tokenize:input_type -> tokenwire.v1.TokenizeRequest
-	9,  // 12: tokenwire.v1.Models.Detokenize:input_type -> tokenwire.v1.DetokenizeRequest
-	4,  // 13: tokenwire.v1.Models.ListModels:output_type -> tokenwire.v1.ListModelsResponse
-	2,  // 14: tokenwire.v1.Models.GetModelInfo:output_type -> tokenwire.v1.ModelInfo
-	8,  // 15: tokenwire.v1.Models.Tokenize:output_type -> tokenwire.v1.TokenizeResponse
-	10, // 16: tokenwire.v1.Models.Detokenize:output_type -> tokenwire.v1.DetokenizeResponse
-	13, // [13:17] is the sub-list for method output_type
-	9,  // [9:13] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	13, // 3: tokenwire.v1.ModelInfo.special_tokens:type_name -> tokenwire.v1.ModelInfo.SpecialTokensEntry
+	14, // 4: tokenwire.v1.ModelInfo.memory_per_device:type_name -> tokenwire.v1.ModelInfo.MemoryPerDeviceEntry
+	15, // 5: tokenwire.v1.ModelInfo.reserved_memory_per_device:type_name -> tokenwire.v1.ModelInfo.ReservedMemoryPerDeviceEntry
+	3,  // 6: tokenwire.v1.ModelInfo.cuda_graphs:type_name -> tokenwire.v1.CudaGraphs
+	16, // 7: tokenwire.v1.ModelInfo.kv_cache_bytes_per_device:type_name -> tokenwire.v1.ModelInfo.KvCacheBytesPerDeviceEntry
+	0,  // 8: tokenwire.v1.ListModelsRequest.task:type_name -> tokenwire.v1.Task
+	2,  // 9: tokenwire.v1.ListModelsResponse.models:type_name -> tokenwire.v1.ModelInfo
+	8,  // 10: tokenwire.v1.TokenizeResponse.offsets:type_name -> tokenwire.v1.Offset
+	4,  // 11: tokenwire.v1.Models.ListModels:input_type -> tokenwire.v1.ListModelsRequest
+	6,  // 12: tokenwire.v1.Models.GetModelInfo:input_type -> tokenwire.v1.GetModelInfoRequest
+	7,  // 13: tokenwire.v1.Models.Tokenize:input_type -> tokenwire.v1.TokenizeRequest
+	10, // 14: tokenwire.v1.Models.Detokenize:input_type -> tokenwire.v1.DetokenizeRequest
+	5,  // 15: tokenwire.v1.Models.ListModels:output_type -> tokenwire.v1.ListModelsResponse
+	2,  // 16: tokenwire.v1.Models.GetModelInfo:output_type -> tokenwire.v1.ModelInfo
+	9,  // 17: tokenwire.v1.Models.Tokenize:output_type -> tokenwire.v1.TokenizeResponse
+	11, // 18: tokenwire.v1.Models.Detokenize:output_type -> tokenwire.v1.DetokenizeResponse
+	15, // [15:19] is the sub-list for method output_type
+	11, // [11:15] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_tokenwire_v1_models_proto_init() }
@@ -1094,14 +1257,14 @@ func file_tokenwire_v1_models_proto_init() {
 		return
 	}
 	file_tokenwire_v1_models_proto_msgTypes[0].OneofWrappers = []any{}
-	file_tokenwire_v1_models_proto_msgTypes[4].OneofWrappers = []any{}
+	file_tokenwire_v1_models_proto_msgTypes[5].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tokenwire_v1_models_proto_rawDesc), len(file_tokenwire_v1_models_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -14,6 +14,10 @@ import torch
 
 from .kv_cache import BatchKV
 
+MIN_PINNED_ROWS = 8
+"""The pinned logits buffer starts this large, so a batch growing row by row does not
+reallocate it at every join."""
+
 
 def execution_device(model: torch.nn.Module) -> torch.device:
     """Where inputs go: accelerate's execution device when the model is dispatched (its first
@@ -40,7 +44,7 @@ class CausalLMRunner:
         self._cache_kw = "cache" if "cache" in params and "past_key_values" not in params else "past_key_values"
         self._logits_to_keep = "logits_to_keep" in params
         self._accepts_positions = "position_ids" in params
-        self._pinned: torch.Tensor | None = None
+        self._host = HostLogits()
 
     @torch.inference_mode()
     def prefill(self, prompts: list[list[int]], extra: Mapping[str, Any] | None = None) -> tuple[torch.Tensor, BatchKV]:
@@ -98,12 +102,20 @@ class CausalLMRunner:
         batch.cache = out.past_key_values
         return self._host(out.logits[:, -1, :])
 
-    def _host(self, logits: torch.Tensor) -> torch.Tensor:
+
+class HostLogits:
+    """Logits → float32 on the host for the C++ core: on CUDA one async copy into a reusable
+    pinned buffer and one sync, never row by row."""
+
+    def __init__(self) -> None:
+        self._pinned: torch.Tensor | None = None
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         if logits.device.type != "cuda":
             return logits.float()
         rows, vocab = logits.shape
         if self._pinned is None or self._pinned.shape[0] < rows or self._pinned.shape[1] != vocab:
-            self._pinned = torch.empty((max(rows, 8), vocab), dtype=torch.float32, pin_memory=True)
+            self._pinned = torch.empty((max(rows, MIN_PINNED_ROWS), vocab), dtype=torch.float32, pin_memory=True)
         host = self._pinned[:rows]
         host.copy_(logits.float(), non_blocking=True)
         torch.cuda.current_stream(logits.device).synchronize()

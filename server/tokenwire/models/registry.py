@@ -53,12 +53,17 @@ class ModelRegistry:
                 log.error("model %s failed: %s", spec.name, exc)
             self.entries[spec.name] = entry
 
-    async def load_all(self, on_change: Callable[[], Awaitable[None]]) -> None:
-        """Load every LOADING entry in order, calling `on_change` after each settles."""
+    async def load_all(self, on_change: Callable[[], Awaitable[None]],
+                       on_loaded: Callable[[LoadedModel], None] | None = None) -> None:
+        """Load every LOADING entry in order, calling `on_change` after each settles.
+
+        `on_loaded` runs in the loader thread right after a model loads, before it turns
+        READY (the engines start there); an exception from it fails the model like a load
+        error does."""
         for entry in self.entries.values():
             if entry.state is ModelState.LOADING:
                 try:
-                    entry.loaded = await asyncio.to_thread(self._loader, entry.spec)
+                    entry.loaded = await asyncio.to_thread(self._load, entry.spec, on_loaded)
                     entry.tasks = entry.loaded.tasks
                     entry.state = ModelState.READY
                     log.info("model %s ready (%s)", entry.spec.name, ", ".join(t.value for t in entry.tasks))
@@ -66,6 +71,12 @@ class ModelRegistry:
                     entry.state, entry.error = ModelState.FAILED, str(exc)
                     log.error("model %s failed to load: %s", entry.spec.name, exc)
             await on_change()
+
+    def _load(self, spec: ModelSpec, on_loaded: Callable[[LoadedModel], None] | None) -> LoadedModel:
+        model = self._loader(spec)
+        if on_loaded is not None:
+            on_loaded(model)
+        return model
 
     def entry(self, name: str) -> ModelEntry:
         """The entry called `name`, or NOT_FOUND listing the models there are."""

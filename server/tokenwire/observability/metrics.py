@@ -37,6 +37,9 @@ FINISH_REASONS = Counter("tokenwire_finish_reasons_total", "Sequences ended, by 
 ACTIVE_REQUESTS = Gauge("tokenwire_active_requests", "Requests being decoded", ["model"], registry=REGISTRY)
 WAITING_REQUESTS = Gauge("tokenwire_waiting_requests", "Requests queued for a batch slot", ["model"],
                          registry=REGISTRY)
+KV_CACHE_TOKENS = Gauge("tokenwire_kv_cache_tokens",
+                        "KV pool tokens by state: used (held by running sequences) and capacity",
+                        ["model", "state"], registry=REGISTRY)
 
 
 class _GpuMemory:

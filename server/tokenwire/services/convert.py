@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..engine.decode_info import DecodeInfo
 from ..models.registry import ModelEntry, ModelState
 from ..tasks import Task
 from ..v1 import models_pb2
@@ -26,8 +27,9 @@ _SPECIAL_ID_FIELDS = {"bos": "bos_token_id", "pad": "pad_token_id", "unk": "unk_
                       "mask": "mask_token_id", "sep": "sep_token_id", "cls": "cls_token_id"}
 
 
-def model_info(entry: ModelEntry) -> models_pb2.ModelInfo:
-    """Everything GetModelInfo reports; load-time facts only once the model is READY."""
+def model_info(entry: ModelEntry, decode: DecodeInfo | None = None) -> models_pb2.ModelInfo:
+    """Everything GetModelInfo reports; load-time facts only once the model is READY, the
+    decode path (`decode`, from Engines.decode_info) only for a READY generative model."""
     spec = entry.spec
     info = models_pb2.ModelInfo(
         name=spec.name,
@@ -65,4 +67,19 @@ def model_info(entry: ModelEntry) -> models_pb2.ModelInfo:
             setattr(info, field, ids[name][0])
     info.eos_token_ids.extend(ids.get("eos", []))
     info.special_tokens.update(loaded.special_tokens)
+    if decode is not None and entry.state is ModelState.READY:
+        fill_decode_info(info, decode)
     return info
+
+
+def fill_decode_info(info: models_pb2.ModelInfo, decode: DecodeInfo) -> None:
+    """ModelInfo's decode-path fields from a generative model's DecodeInfo."""
+    info.decode_path = decode.decode_path
+    info.decode_path_reason = decode.fallback_reason
+    info.attention_backend = decode.attention_backend
+    info.cuda_graphs.enabled = decode.cuda_graphs
+    info.cuda_graphs.batch_sizes.extend(decode.cuda_graph_batch_sizes)
+    info.kv_cache_capacity_tokens = decode.kv_capacity_tokens
+    info.kv_cache_slots = decode.kv_slots
+    info.kv_cache_slot_tokens = decode.kv_slot_tokens
+    info.kv_cache_bytes_per_device.update(decode.kv_bytes_per_device)

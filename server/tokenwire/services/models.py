@@ -7,9 +7,10 @@ from typing import Any
 
 import grpc
 
+from ..engine.engines import Engines
 from ..errors import FailedPrecondition, InvalidArgument
 from ..models.loader import LoadedModel
-from ..models.registry import ModelRegistry
+from ..models.registry import ModelEntry, ModelRegistry
 from ..v1 import models_pb2, models_pb2_grpc
 from .convert import PB_TO_TASK, model_info
 
@@ -28,8 +29,12 @@ def _transformers_tokenizer(model: LoadedModel) -> Any:
 
 
 class ModelsServicer(models_pb2_grpc.ModelsServicer):
-    def __init__(self, registry: ModelRegistry) -> None:
+    def __init__(self, registry: ModelRegistry, engines: Engines) -> None:
         self._registry = registry
+        self._engines = engines
+
+    def _info(self, entry: ModelEntry) -> models_pb2.ModelInfo:
+        return model_info(entry, self._engines.decode_info(entry.spec.name))
 
     async def ListModels(self, request: models_pb2.ListModelsRequest,
                          context: grpc.aio.ServicerContext) -> models_pb2.ListModelsResponse:
@@ -38,11 +43,11 @@ class ModelsServicer(models_pb2_grpc.ModelsServicer):
             raise InvalidArgument("task", f"must be a known Task value, got {request.task}")
         entries = sorted((e for e in self._registry.entries.values() if task is None or task in e.tasks),
                          key=lambda e: e.spec.name)
-        return models_pb2.ListModelsResponse(models=[model_info(e) for e in entries])
+        return models_pb2.ListModelsResponse(models=[self._info(e) for e in entries])
 
     async def GetModelInfo(self, request: models_pb2.GetModelInfoRequest,
                            context: grpc.aio.ServicerContext) -> models_pb2.ModelInfo:
-        return model_info(self._registry.entry(request.model))
+        return self._info(self._registry.entry(request.model))
 
     async def Tokenize(self, request: models_pb2.TokenizeRequest,
                        context: grpc.aio.ServicerContext) -> models_pb2.TokenizeResponse:

@@ -1,0 +1,95 @@
+"""The KV side of the running batch, as the batch state drives it: two implementations.
+
+`PoolRunner` (pool_runner.py) is the engine's own path: a KV pool allocated at load, tokenwire
+attention, per-row lengths, no padding. `DynamicBackend` is the fallback for what the pool cannot
+serve (offloaded weights, encoder-decoder caches, attention the pool does not implement — see
+pool_setup.py): transformers' DynamicCache, left-padded (kv_cache.BatchKV), as before engine v2.
+
+Both follow one contract: prefill appends its prompts as the last rows; decode advances every
+row by one token; `arrange(index)` makes row i continue old row index[i]; a long prompt may be
+prefilled in chunks aside and joined as the next row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import torch
+
+from .kv_cache import BatchKV, empty_batch
+from .runner import CausalLMRunner
+
+
+class KVBackend(Protocol):
+    decode_path: str
+    device: torch.device
+
+    @property
+    def rows(self) -> int: ...
+
+    @property
+    def used_tokens(self) -> int: ...
+
+    def prefill(self, prompts: list[list[int]], extra: Mapping[str, Any] | None = None) -> torch.Tensor: ...
+
+    def prefill_chunk(self, chunk: list[int], start: int, last: bool) -> torch.Tensor | None: ...
+
+    def join_chunked(self) -> None: ...
+
+    def drop_chunked(self) -> None: ...
+
+    def decode(self, tokens: Sequence[int]) -> torch.Tensor: ...
+
+    def arrange(self, index: Sequence[int]) -> None: ...
+
+    def reset(self) -> None: ...
+
+
+class DynamicBackend:
+    """The fallback: transformers' DynamicCache, left-padded to one length."""
+
+    decode_path = "dynamic_cache"
+
+    def __init__(self, runner: CausalLMRunner) -> None:
+        self.runner = runner
+        self.device = runner.device
+        self._kv: BatchKV = empty_batch(self.device)
+        self._chunk_cache: Any = None
+        self._chunk_tokens = 0
+
+    @property
+    def rows(self) -> int:
+        return self._kv.rows
+
+    @property
+    def used_tokens(self) -> int:
+        return int(self._kv.positions.sum()) + self._chunk_tokens if self._kv.rows else self._chunk_tokens
+
+    def prefill(self, prompts: list[list[int]], extra: Mapping[str, Any] | None = None) -> torch.Tensor:
+        logits, kv = self.runner.prefill(prompts, extra)
+        self._kv.merge(kv)
+        return logits
+
+    def prefill_chunk(self, chunk: list[int], start: int, last: bool) -> torch.Tensor | None:
+        logits, self._chunk_cache = self.runner.prefill_chunk(chunk, self._chunk_cache, start, last)
+        self._chunk_tokens = start + len(chunk)
+        return logits
+
+    def join_chunked(self) -> None:
+        mask = torch.ones((1, self._chunk_tokens), dtype=torch.long, device=self.device)
+        self._kv.merge(BatchKV(self._chunk_cache, mask))
+        self.drop_chunked()
+
+    def drop_chunked(self) -> None:
+        self._chunk_cache, self._chunk_tokens = None, 0
+
+    def decode(self, tokens: Sequence[int]) -> torch.Tensor:
+        return self.runner.decode(self._kv, torch.tensor(list(tokens), dtype=torch.long))
+
+    def arrange(self, index: Sequence[int]) -> None:
+        self._kv.gather(torch.tensor(list(index), dtype=torch.long))
+
+    def reset(self) -> None:
+        self._kv = empty_batch(self.device)
+        self.drop_chunked()

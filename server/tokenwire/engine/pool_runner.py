@@ -1,0 +1,126 @@
+"""Forward passes over the KV pool: the pool path's side of the batch (its rows' lengths).
+
+Row i of the batch is pool slot i. Prefill appends rows after the running ones; `arrange` keeps
+rows in a new order (drops, forks, beam parents) by copying only the slots whose content
+changes; a long prompt prefilled in chunks builds up in the last slot (the admission keeps it
+free) until it joins.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from .attention import BATCH_KEYWORD, StepBatch
+from .kv_pool import KVPool, arrangement_moves
+from .runner import HostLogits, execution_device
+
+
+class PoolRunner:
+    decode_path = "kv_pool"
+
+    def __init__(self, model: torch.nn.Module, pool: KVPool, layer_of: dict[int, int]) -> None:
+        self.model = model
+        self.pool = pool
+        self.layer_of = layer_of
+        self.device = execution_device(model)
+        params = inspect.signature(model.forward).parameters
+        self._logits_to_keep = "logits_to_keep" in params
+        self._host = HostLogits()
+        self.lengths: list[int] = []
+        """Tokens each row holds in its slot (= the position of its next token)."""
+        self.chunk_tokens = 0
+        """Tokens of the long prompt being prefilled in chunks (in the staging slot)."""
+
+    @property
+    def rows(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def staging_slot(self) -> int:
+        return self.pool.shape.slots - 1
+
+    @property
+    def used_tokens(self) -> int:
+        return sum(self.lengths) + self.chunk_tokens
+
+    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, batch: StepBatch,
+                 keep: int | torch.Tensor, extra: Mapping[str, Any] | None = None) -> torch.Tensor:
+        kwargs: dict[str, Any] = {"input_ids": ids, "position_ids": positions, "use_cache": False,
+                                  BATCH_KEYWORD: batch}
+        if self._logits_to_keep:
+            kwargs["logits_to_keep"] = keep
+        for key, value in (extra or {}).items():
+            kwargs[key] = value.to(self.device) if isinstance(value, torch.Tensor) else value
+        logits: torch.Tensor = self.model(**kwargs).logits
+        if not self._logits_to_keep:  # the model computed every position: keep the asked ones
+            logits = logits[:, -keep:] if isinstance(keep, int) else logits[:, keep]
+        return logits
+
+    @torch.inference_mode()
+    def prefill(self, prompts: list[list[int]], extra: Mapping[str, Any] | None = None) -> torch.Tensor:
+        """Prompts → their last-position logits [len(prompts), vocab]; they become rows
+        rows..rows+len(prompts)-1, in that order."""
+        base = self.rows
+        if base + len(prompts) > self.pool.shape.slots:
+            raise RuntimeError(f"{base} rows + {len(prompts)} prompts exceed the pool's {self.pool.shape.slots} slots")
+        flat = [t for p in prompts for t in p]
+        positions = [i for p in prompts for i in range(len(p))]
+        ends, at = [], 0
+        for p in prompts:
+            at += len(p)
+            ends.append(at - 1)
+        batch = StepBatch(self.pool, self.layer_of, "prefill", lengths=[len(p) for p in prompts],
+                          slots=list(range(base, base + len(prompts))))
+        ids = torch.tensor([flat], dtype=torch.long, device=self.device)
+        pos = torch.tensor([positions], dtype=torch.long, device=self.device)
+        keep = torch.tensor(ends, dtype=torch.long, device=self.device)
+        logits = self._host(self._forward(ids, pos, batch, keep, extra)[0])
+        self.lengths.extend(len(p) for p in prompts)
+        return logits
+
+    @torch.inference_mode()
+    def prefill_chunk(self, chunk: list[int], start: int, last: bool) -> torch.Tensor | None:
+        """Tokens [start, start + len(chunk)) of the long prompt, into the staging slot; the
+        last position's logits when `last`."""
+        batch = StepBatch(self.pool, self.layer_of, "chunk", lengths=[len(chunk)], slots=[self.staging_slot],
+                          start=start)
+        ids = torch.tensor([chunk], dtype=torch.long, device=self.device)
+        pos = torch.arange(start, start + len(chunk), device=self.device).unsqueeze(0)
+        logits = self._forward(ids, pos, batch, 1)
+        self.chunk_tokens = start + len(chunk)
+        return self._host(logits[:, -1, :]) if last else None
+
+    def join_chunked(self) -> None:
+        """The chunked prompt becomes the next row."""
+        row = self.rows
+        if row != self.staging_slot:
+            self.pool.copy_slots([row], [self.staging_slot], self.chunk_tokens)
+        self.lengths.append(self.chunk_tokens)
+        self.chunk_tokens = 0
+
+    def drop_chunked(self) -> None:
+        self.chunk_tokens = 0
+
+    @torch.inference_mode()
+    def decode(self, tokens: Sequence[int]) -> torch.Tensor:
+        """One token per row → next logits [rows, vocab]."""
+        batch = StepBatch(self.pool, self.layer_of, "decode", rows=self.rows, positions=list(self.lengths))
+        ids = torch.tensor(tokens, dtype=torch.long, device=self.device).view(-1, 1)
+        pos = torch.tensor(self.lengths, dtype=torch.long, device=self.device).view(-1, 1)
+        logits = self._forward(ids, pos, batch, 1)
+        self.lengths = [n + 1 for n in self.lengths]
+        return self._host(logits[:, -1, :])
+
+    def arrange(self, index: Sequence[int]) -> None:
+        """Row i continues old row index[i] (rows dropped, reordered, duplicated at once)."""
+        dst, src, tokens = arrangement_moves(index, self.lengths)
+        self.pool.copy_slots(dst, src, tokens)
+        self.lengths = [self.lengths[j] for j in index]
+
+    def reset(self) -> None:
+        self.lengths = []
+        self.chunk_tokens = 0
