@@ -78,6 +78,11 @@ def test_metrics_count_requests_tokens_and_latencies(served: ServeProcess) -> No
     assert delta("tokenwire_step_seconds_count", model="tiny-llama", phase="select") == 15
     assert delta("tokenwire_step_seconds_sum", model="tiny-llama", phase="forward") > 0
     assert sample(after, "tokenwire_active_requests", model="tiny-llama") == 0
+    # the KV pool: its capacity is what GetModelInfo reports; nothing is held once all is done
+    with Client(served.target) as c:
+        info = c.models.GetModelInfo(models_pb2.GetModelInfoRequest(model="tiny-llama"))
+    assert sample(after, "tokenwire_kv_cache_tokens", model="tiny-llama", state="capacity") == info.kv_cache_capacity_tokens > 0
+    assert sample(after, "tokenwire_kv_cache_tokens", model="tiny-llama", state="used") == 0
     assert "tokenwire_request_duration_seconds_bucket" in after
 
 

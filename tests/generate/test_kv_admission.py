@@ -1,0 +1,77 @@
+"""Admission by KV memory: requests beyond the pool's free rows wait (none fails), and a
+request that could never fit the pool is refused at once with RESOURCE_EXHAUSTED and the
+numbers. The fallback path (no KV reservation) still serves, exactly."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+import grpc
+import pytest
+from harness import InProcessServer
+
+from tokenwire.client import Client
+from tokenwire.config import Config
+from tokenwire.demo_config import demo_config
+from tokenwire.v1 import common_pb2, generation_pb2, models_pb2
+
+# tiny-llama holds K and V of 2 kv heads × 16 dims × 4 bytes × 2 layers = 512 bytes a token.
+# 8 KiB is 16 tokens: one KV row of 16 tokens (less than one full-context row).
+SMALL_POOL = 8 * 1024
+ROW_TOKENS = 16
+
+
+@pytest.fixture(scope="module")
+def small(demo_models_dir: Path) -> Iterator[InProcessServer]:
+    base = demo_config(demo_models_dir)
+    specs = tuple(replace(s, kv_cache_reserve=SMALL_POOL, max_input_tokens=32, max_new_tokens=16)
+                  if s.name == "tiny-llama" else replace(s, kv_cache_reserve=0)
+                  for s in base.models if s.name in ("tiny-llama", "tiny-gpt2"))
+    with InProcessServer(Config(server=base.server, models=specs)) as server:
+        yield server
+
+
+def _request(model: str, ids: list[int], max_new: int, **kw: object) -> generation_pb2.GenerateRequest:
+    return generation_pb2.GenerateRequest(model=model, input_ids=ids, stopping=common_pb2.StoppingParams(
+        max_new_tokens=max_new, ignore_eos=True), **kw)  # type: ignore[arg-type]
+
+
+def test_the_pool_is_reported(small: InProcessServer) -> None:
+    with Client(small.target) as c:
+        info = c.models.GetModelInfo(models_pb2.GetModelInfoRequest(model="tiny-llama"))
+    assert (info.decode_path, info.kv_cache_slots, info.kv_cache_slot_tokens) == ("kv_pool", 1, ROW_TOKENS)
+    assert info.kv_cache_capacity_tokens == ROW_TOKENS
+    assert info.kv_cache_bytes_per_device["cpu"] == SMALL_POOL
+
+
+def test_a_flood_beyond_the_pool_is_queued_not_failed(small: InProcessServer) -> None:
+    """12 requests for a pool of one row: they take turns; every one completes in full."""
+    with Client(small.target) as c, ThreadPoolExecutor(12) as pool:
+        replies = list(pool.map(lambda i: c.generation.Generate(_request("tiny-llama", [5 + i, 6, 7, 8], 10)),
+                                range(12)))
+    assert [len(r.sequences[0].token_ids) for r in replies] == [10] * 12
+
+
+def test_a_request_that_can_never_fit_is_refused_with_the_numbers(small: InProcessServer) -> None:
+    with Client(small.target) as c, pytest.raises(grpc.RpcError) as err:
+        c.generation.Generate(_request("tiny-llama", list(range(5, 15)), 10))  # 10 + 10 > 16 tokens
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "20 tokens" in err.value.details() and f"holds {ROW_TOKENS}" in err.value.details()
+    with Client(small.target) as c:  # and the model still serves
+        assert len(c.generation.Generate(_request("tiny-llama", [5, 6], 3)).sequences[0].token_ids) == 3
+
+
+def test_without_a_reservation_the_fallback_serves_exactly(small: InProcessServer, references) -> None:  # type: ignore[no-untyped-def]
+    with Client(small.target) as c:
+        info = c.models.GetModelInfo(models_pb2.GetModelInfoRequest(model="tiny-gpt2"))
+        assert info.decode_path == "dynamic_cache" and "kv_cache_reserve" in info.decode_path_reason
+        ref = references["tiny-gpt2"]
+        prompts = [ref.ids("Once upon a time"), ref.ids("a")]
+        with ThreadPoolExecutor(2) as pool:
+            replies = list(pool.map(lambda ids: c.generation.Generate(generation_pb2.GenerateRequest(
+                model="tiny-gpt2", input_ids=ids, stopping=common_pb2.StoppingParams(max_new_tokens=9))), prompts))
+        for ids, reply in zip(prompts, replies, strict=True):
+            assert list(reply.sequences[0].token_ids) == ref.greedy(ids, 9)
