@@ -19,7 +19,7 @@ from harness import InProcessServer
 from tokenwire.client import Client
 from tokenwire.config import Config
 from tokenwire.demo_config import demo_config
-from tokenwire.engine.params import parse_generate_request
+from tokenwire.services.generation_params import parse_generate_request
 from tokenwire.errors import ResourceExhausted
 from tokenwire.engine.request import Event, Failed, Finished, FinishReason, GenerationRequest, SequenceDelta
 from tokenwire.tasks import Task

@@ -10,7 +10,7 @@ Pipeline (one worker thread per request; nothing here touches the event loop):
   4. processor  — the model's processor expands the placeholders and turns the images into
                   the vision inputs (`pixel_values`, …), which go to the prefill forward only;
   5. decoding   — the request's decoding options, validated exactly as for Generate
-                  (`engine.params.parse_generation_options`).
+                  (`services.generation_params.parse_generation_options`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from jinja2 import TemplateError
 from PIL import Image
 
 from ..engine.defaults import GenerationDefaults
-from ..engine.params import GenerationParams, parse_generation_options
+from ..engine.params import GenerationParams
+from ..services.generation_params import parse_generation_options
 from ..errors import FailedPrecondition, InvalidArgument
 from ..models.loader import LoadedModel
 from ..tasks import Task

@@ -11,7 +11,8 @@ from typing import Any
 import grpc
 
 from ..engine.engines import Engines
-from ..engine.params import GenerationParams, Method, parse_generate_request
+from ..engine.params import GenerationParams, Method
+from .generation_params import parse_generate_request
 from ..engine.request import Event, Failed, Finished, GenerationRequest, SequenceDelta
 from ..errors import DeadlineExceeded
 from ..models.loader import LoadedModel
