@@ -71,6 +71,9 @@ class BatchState:
         self._vocab_size = vocab_size
         self._tokenizer = tokenizer
         self.members: list[Member] = []
+        self._layout: list[tuple[int, int]] = []
+        """(first row, rows) of each member, as laid out now (a beam group's row count changes
+        during its first step, before the batch is rearranged)."""
         self.next_tokens: list[int] = []
         """Each row's input token for the next decode step."""
 
@@ -115,7 +118,7 @@ class BatchState:
         base = self.kv.rows - prompts
         assert base == self.rows, "prefilled rows are joined before the next step"
         self.kv.arrange(list(range(base)) + [base + r for r in prompt_rows])
-        self.members.extend(members)
+        self._set_members(self.members + list(members))
         self.next_tokens.extend(tokens)
 
     def decode(self) -> torch.Tensor:
@@ -124,9 +127,27 @@ class BatchState:
 
     def advance(self, running: list[Member], keep: Sequence[int], tokens: Sequence[int]) -> None:
         """After a step: `running` members go on; row k continues old row keep[k] with `tokens[k]`."""
-        self.kv.arrange(keep)
-        self.members = running
+        self.kv.arrange(keep, self._shared_prefixes(running, keep))
+        self._set_members(running)
         self.next_tokens = list(tokens)
+
+    def _shared_prefixes(self, running: list[Member], keep: Sequence[int]) -> list[int]:
+        """For each new row, the tokens its slot already shares with its source: a beam that
+        takes a sibling's place (its group's rows did not move) shares their prompt."""
+        old = dict(zip(map(id, self.members), self._layout, strict=True))  # before this step
+        shared: list[int] = []
+        for first, m in spans(running):
+            was = old.get(id(m))
+            prompt = len(m.request.params.prompt_ids) if isinstance(m, BeamGroup) else 0
+            for k in range(first, first + m.rows):
+                inside = was is not None and was[0] == first and all(
+                    was[0] <= row < was[0] + was[1] for row in (k, keep[k]))
+                shared.append(prompt if inside else 0)
+        return shared
+
+    def _set_members(self, members: list[Member]) -> None:
+        self.members = members
+        self._layout = [(first, m.rows) for first, m in spans(members)]
 
     def remove(self, leaving: Callable[[Member], bool]) -> list[Member]:
         """Drop the members `leaving` selects (their rows and sampler rows); returns them."""
@@ -142,13 +163,14 @@ class BatchState:
                 stay.append(m)
         if gone:
             self.kv.arrange(keep)
-            self.members = stay
+            self._set_members(stay)
             self.next_tokens = [self.next_tokens[k] for k in keep]
         return gone
 
     def clear(self) -> list[Member]:
         """Empty the batch (after a failed step); returns who was in it."""
-        members, self.members, self.next_tokens = self.members, [], []
+        members, self.next_tokens = self.members, []
+        self._set_members([])
         for m in members:
             self.release(m)
         for key in list(self.sampler):  # rows of members that never joined

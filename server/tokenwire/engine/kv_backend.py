@@ -41,7 +41,7 @@ class KVBackend(Protocol):
 
     def decode(self, tokens: Sequence[int]) -> torch.Tensor: ...
 
-    def arrange(self, index: Sequence[int]) -> None: ...
+    def arrange(self, index: Sequence[int], shared: Sequence[int] | None = None) -> None: ...
 
     def reset(self) -> None: ...
 
@@ -87,7 +87,7 @@ class DynamicBackend:
     def decode(self, tokens: Sequence[int]) -> torch.Tensor:
         return self.runner.decode(self._kv, torch.tensor(list(tokens), dtype=torch.long))
 
-    def arrange(self, index: Sequence[int]) -> None:
+    def arrange(self, index: Sequence[int], shared: Sequence[int] | None = None) -> None:
         self._kv.gather(torch.tensor(list(index), dtype=torch.long))
 
     def reset(self) -> None:

@@ -18,7 +18,7 @@ prompt once, a beam reorder copies the rows whose parent changed, up to their le
 
 Rows live in slots [0, rows): the batch's row i is slot i, so a decode step reads the first
 `rows` slots as one view. `arrange` keeps that so when rows leave, fork or follow beam parents.
-Positions beyond a row's length hold stale data that attention never reads.
+Positions beyond a row's length hold stale (finite) data that attention masks out.
 """
 
 from __future__ import annotations
@@ -56,9 +56,10 @@ class KVPool:
             raise ValueError(f"one device per layer: got {len(devices)} for {shape.layers} layers")
         self.shape = shape
         dims = (shape.slots, shape.slot_tokens, shape.kv_heads, shape.head_dim)
-        # torch.empty: on the CPU, untouched pages cost no memory until a row reaches them.
-        self.keys = [torch.empty(dims, dtype=shape.dtype, device=d) for d in devices]
-        self.values = [torch.empty(dims, dtype=shape.dtype, device=d) for d in devices]
+        # Zeros, not empty: attention multiplies the masked positions' values by a weight of 0,
+        # and 0 × a NaN left in uninitialised memory is NaN.
+        self.keys = [torch.zeros(dims, dtype=shape.dtype, device=d) for d in devices]
+        self.values = [torch.zeros(dims, dtype=shape.dtype, device=d) for d in devices]
         self.devices = list(devices)
 
     @property
@@ -72,16 +73,18 @@ class KVPool:
             out[label] = out.get(label, 0) + 2 * self.keys[0].numel() * self.keys[0].element_size()
         return out
 
-    def copy_slots(self, dst: Sequence[int], src: Sequence[int], tokens: int) -> None:
-        """Slot dst[i] gets the first `tokens` positions of slot src[i], all layers. Sources are
-        read before any destination is written, so permutations and overlaps are safe."""
-        if not dst or tokens <= 0:
+    def copy_slots(self, dst: Sequence[int], src: Sequence[int], tokens: int, start: int = 0) -> None:
+        """Slot dst[i] gets positions [start, tokens) of slot src[i], all layers (positions
+        before `start` are the same in both already). Sources are read before any destination
+        is written, so permutations and overlaps are safe."""
+        if not dst or tokens <= start:
             return
+        span = slice(start, tokens)
         if len(dst) == 1:  # one row: a plain slice copy (no index tensors)
             d, s = dst[0], src[0]
             for keys, values in zip(self.keys, self.values, strict=True):
-                keys[d, :tokens].copy_(keys[s, :tokens])
-                values[d, :tokens].copy_(values[s, :tokens])
+                keys[d, span].copy_(keys[s, span])
+                values[d, span].copy_(values[s, span])
             return
         index: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
         for keys, values in zip(self.keys, self.values, strict=True):
@@ -89,8 +92,8 @@ class KVPool:
                 index[keys.device] = (torch.tensor(list(dst), device=keys.device),
                                       torch.tensor(list(src), device=keys.device))
             d_idx, s_idx = index[keys.device]
-            keys[d_idx, :tokens] = keys[s_idx, :tokens]  # the right side is gathered first
-            values[d_idx, :tokens] = values[s_idx, :tokens]
+            keys[d_idx, span] = keys[s_idx, span]  # the right side is gathered first
+            values[d_idx, span] = values[s_idx, span]
 
 
 def arrangement_moves(index: Sequence[int], lengths: Sequence[int]) -> tuple[list[int], list[int], int]:

@@ -115,10 +115,13 @@ class PoolRunner:
         self.lengths = [n + 1 for n in self.lengths]
         return self._host(logits[:, -1, :])
 
-    def arrange(self, index: Sequence[int]) -> None:
-        """Row i continues old row index[i] (rows dropped, reordered, duplicated at once)."""
+    def arrange(self, index: Sequence[int], shared: Sequence[int] | None = None) -> None:
+        """Row i continues old row index[i] (rows dropped, reordered, duplicated at once).
+        `shared[i]`: leading tokens row i's slot holds already, the same as its source's (a beam
+        following a sibling shares their prompt); only the rest is copied."""
         dst, src, tokens = arrangement_moves(index, self.lengths)
-        self.pool.copy_slots(dst, src, tokens)
+        start = min((shared[i] for i in dst), default=0) if shared is not None else 0
+        self.pool.copy_slots(dst, src, tokens, start)
         self.lengths = [self.lengths[j] for j in index]
 
     def reset(self) -> None:
