@@ -13,6 +13,7 @@ models/placement.py).
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -99,6 +100,22 @@ class Admission:
             while not self.closed and not self._waiting and not busy():
                 self._cond.wait()
             return not self.closed
+
+    def settle(self, gap_s: float, limit_s: float) -> None:
+        """While requests keep arriving less than `gap_s` apart (a burst), wait for the rest of
+        it, at most `limit_s` in all: an idle model then prefills the burst together instead of
+        its first arrivals alone followed by a second prefill a decode step later. A lone
+        request waits `gap_s` once."""
+        deadline = time.monotonic() + limit_s
+        with self._cond:
+            while not self.closed:
+                seen = len(self._waiting)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(timeout=min(gap_s, left))
+                if len(self._waiting) == seen:
+                    return
 
     def take(self, now: float, free_rows: int, chunk_slot_free: bool) -> Admitted:
         out = Admitted()

@@ -49,6 +49,11 @@ from .runner import CausalLMRunner
 
 log = logging.getLogger(__name__)
 
+BURST_GAP_S = 0.001
+BURST_LIMIT_S = 0.005
+"""An idle model waits for a burst of arrivals (requests less than 1 ms apart, 5 ms at most)
+before its first prefill (admission.settle)."""
+
 
 class _ChunkedPrefill:
     """A long prompt being prefilled a chunk per iteration, aside from the batch."""
@@ -100,6 +105,8 @@ class Scheduler:
 
     def _run(self) -> None:
         while self.admission.wait(self._busy):
+            if not self._busy():
+                self.admission.settle(BURST_GAP_S, BURST_LIMIT_S)
             admitted: list[GenerationRequest] = []
             self._observe_load()
             try:
