@@ -37,9 +37,18 @@ class Engines:
     def start(self, model: LoadedModel) -> None:
         """Start the schedulers of every generative task of `model` (allocates its KV pool).
         Blocking: call it off the event loop, once the model has loaded."""
-        for task in GENERATIVE_TASKS:
-            if task in model.tasks and task in model.modules:
-                self.get(model, task)
+        started: list[Task] = []
+        try:
+            for task in GENERATIVE_TASKS:
+                if task in model.tasks and task in model.modules:
+                    self.get(model, task)
+                    started.append(task)
+        except BaseException:  # the model fails to load: free what its other tasks took
+            with self._lock:
+                schedulers = [self._schedulers.pop(self._key(model, t)) for t in started]
+            for scheduler in schedulers:
+                scheduler.close()
+            raise
 
     def get(self, model: LoadedModel, task: Task = Task.GENERATE) -> Scheduler:
         """The scheduler decoding `model.modules[task]` (keyed "name", or "name:task" for

@@ -57,6 +57,8 @@ class DynamicBackend:
         self._kv: BatchKV = empty_batch(self.device)
         self._chunk_cache: Any = None
         self._chunk_tokens = 0
+        self._lengths: list[int] = []
+        """Tokens each row holds, kept on the host (reading the cache's own would sync a GPU)."""
 
     @property
     def rows(self) -> int:
@@ -64,11 +66,12 @@ class DynamicBackend:
 
     @property
     def used_tokens(self) -> int:
-        return int(self._kv.positions.sum()) + self._chunk_tokens if self._kv.rows else self._chunk_tokens
+        return sum(self._lengths) + self._chunk_tokens
 
     def prefill(self, prompts: list[list[int]], extra: Mapping[str, Any] | None = None) -> torch.Tensor:
         logits, kv = self.runner.prefill(prompts, extra)
         self._kv.merge(kv)
+        self._lengths.extend(len(p) for p in prompts)
         return logits
 
     def prefill_chunk(self, chunk: list[int], start: int, last: bool) -> torch.Tensor | None:
@@ -79,17 +82,22 @@ class DynamicBackend:
     def join_chunked(self) -> None:
         mask = torch.ones((1, self._chunk_tokens), dtype=torch.long, device=self.device)
         self._kv.merge(BatchKV(self._chunk_cache, mask))
+        self._lengths.append(self._chunk_tokens)
         self.drop_chunked()
 
     def drop_chunked(self) -> None:
         self._chunk_cache, self._chunk_tokens = None, 0
 
     def decode(self, tokens: Sequence[int]) -> torch.Tensor:
-        return self.runner.decode(self._kv, torch.tensor(list(tokens), dtype=torch.long))
+        logits = self.runner.decode(self._kv, torch.tensor(list(tokens), dtype=torch.long))
+        self._lengths = [n + 1 for n in self._lengths]
+        return logits
 
     def arrange(self, index: Sequence[int], shared: Sequence[int] | None = None) -> None:
         self._kv.gather(torch.tensor(list(index), dtype=torch.long))
+        self._lengths = [self._lengths[j] for j in index]
 
     def reset(self) -> None:
         self._kv = empty_batch(self.device)
+        self._lengths = []
         self.drop_chunked()
