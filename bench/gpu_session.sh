@@ -3,7 +3,8 @@
 # Installs the carried wheels, builds tokenwire with the machine's own compiler and Python, then
 # runs the jobs named on the command line, in order (default: load check):
 #   load            bench/generate_load.py --device cuda --size 1b   (issue 4: engine vs generate())
-#   profile         bench/step_profile.py: model step vs served step, py-spy stacks of the server
+#   profile         bench/step_profile.py: model step vs served step (batch 1 and $PROFILE_STREAMS
+#                   streams, default 16), the engine's decode path, py-spy stacks of the server
 #   check[:CONFIGS] bench/gpu_check.py [--configs CONFIGS]           (issue 5: bf16/nf4/int8/split)
 # Each writes its JSON under $OUT as soon as it has it, so a run cut short keeps what it measured;
 # all logs go to $OUT/gpu_session.log (the device tool brings back at most 8 files).
@@ -39,7 +40,8 @@ for job in "${jobs[@]}"; do
         >"$OUT/generate_load_1b.json" 2>>"$LOG"
       log "generate_load rc=$?"; cat "$OUT/generate_load_1b.json" ;;
     profile)
-      timeout "$(cap 120)" python3 bench/step_profile.py --steps 64 --out "$OUT/step_profile.json" >/dev/null 2>>"$LOG"
+      timeout "$(cap 120)" python3 bench/step_profile.py --steps 64 --streams "${PROFILE_STREAMS:-16}" \
+        --out "$OUT/step_profile.json" >/dev/null 2>>"$LOG"
       log "step_profile rc=$?"; grep -o '"[a-z_0-9]*step_ms": [0-9.]*' "$OUT/step_profile.json" ;;
     check|check:*)
       configs=${job#check}; configs=${configs#:}

@@ -5,6 +5,7 @@ Builds gpu_check's random Llama (1B shape on a GPU, a toy with --tiny on the CPU
   model_step_ms       one decode forward of the bare model, batch 1 (a hand loop with a cache)
   generate_step_ms    transformers' generate(), batch 1 and batch `--streams`
   server_step_ms      one GenerateStream through `tokenwire serve`, and `--streams` at once
+  decode_path, attention_backend, kv_cache_capacity_tokens   the server's engine (GetModelInfo)
 then, where py-spy is on the PATH, samples the server during both runs and prints the frames
 that take the most time per thread (`--profile-out` keeps the raw stacks). The gap between
 model_step_ms and server_step_ms is the server's own overhead per step; server_*_phase_ms is
@@ -143,6 +144,12 @@ def served(registry: Path, args: argparse.Namespace, vocab: int, out: dict[str, 
                 return sum(len(m.token_ids) for m in client.generation.GenerateStream(request, timeout=300))
 
             stream(0, 4)
+            from tokenwire.v1 import models_pb2
+            info = client.models.GetModelInfo(models_pb2.GetModelInfoRequest(model="bench"))
+            out["decode_path"] = info.decode_path  # the engine path these figures are of
+            out["decode_path_reason"] = info.decode_path_reason
+            out["attention_backend"] = info.attention_backend
+            out["kv_cache_capacity_tokens"] = info.kv_cache_capacity_tokens
             for label, streams in (("batch1", 1), (f"streams{args.streams}", args.streams)):
                 raw = Path(args.raw_dir) / f"pyspy_{label}.txt"
                 recorder = None
