@@ -1,4 +1,5 @@
-"""The running batch's KV cache and attention mask, left-padded to one common length.
+"""The fallback path's KV cache (kv_backend.DynamicBackend; the KV pool serves every model it
+can): transformers' DynamicCache and attention mask, left-padded to one common length.
 
 Rows join (their prefill cache padded on the left and concatenated along the batch), leave,
 are duplicated (n > 1, beams) and follow beam parents — all through `merge` and one `gather`

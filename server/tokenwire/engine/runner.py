@@ -1,4 +1,6 @@
-"""Forward passes of a causal LM for the scheduler: batched prefill and one-token decode.
+"""Forward passes of a causal LM over transformers' DynamicCache (the fallback path,
+kv_backend.DynamicBackend): batched left-padded prefill and one-token decode. `HostLogits` is
+shared with the pool path.
 
 Logits leave here as float32 [rows, vocab] on the host, ready for the C++ core: on CUDA they are
 copied into a reusable pinned buffer (one async copy, one sync), never row by row.
