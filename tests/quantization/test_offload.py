@@ -57,6 +57,8 @@ def test_offloaded_model_reports_its_placement(oclient: Client, model: str) -> N
     # Layers on disk compute on the CPU: the whole reservation is there.
     assert set(info.reserved_memory_per_device) == {"cpu"}
     assert info.placement == model
+    # Offloaded layers compute elsewhere than they live: they keep the DynamicCache path.
+    assert info.decode_path == "dynamic_cache" and "offloaded" in info.decode_path_reason
     if model == "explicit":
         assert dict(info.device_map) == EXPLICIT
 

@@ -130,6 +130,12 @@ def test_list_models_reports_every_quantized_model(qclient: Client) -> None:
             assert info.placement == "cpu" and dict(info.device_map) == {"": "cpu"}
             assert sum(info.memory_per_device.values()) == info.memory_footprint_bytes > 0
             assert info.reserved_memory_per_device["cpu"] > 0 and info.unquantized_modules
+            # 4- and 8-bit layers change no attention: generative models decode on the KV pool,
+            # which holds exactly the KV part of the reservation
+            generative = _TASKS[model] & {Task.GENERATE, Task.MULTIMODAL_CHAT}
+            assert info.decode_path == ("kv_pool" if generative else ""), info.decode_path_reason
+            if generative:
+                assert sum(info.kv_cache_bytes_per_device.values()) == info.kv_cache_reserved_bytes
     llava = by_name[quantized_name("tiny-llava", "nf4")]
     assert "model.vision_tower" in llava.unquantized_modules
     assert llava.kv_cache_reserved_bytes > 0 and llava.kv_cache_context_tokens > 0
