@@ -115,3 +115,21 @@ def test_no_reservation_means_the_fallback(demo_models_dir: Path) -> None:
     model = load_model(ModelSpec(name="m", path=str(demo_models_dir / "tiny-llama"), kv_cache_reserve=0))
     choice = open_pool(model, model.modules[next(iter(model.modules))])
     assert choice.runner is None and "kv_cache_reserve" in choice.reason
+
+
+def test_a_slot_that_changes_hands_leaves_no_poison(pooled: tuple[LoadedModel, PoolRunner]) -> None:
+    """NaN left beyond a row's length by an earlier occupant (an fp16 overflow, say) is masked
+    out, but 0 × NaN is NaN: the slot is cleaned when a new row takes it."""
+    model, runner = pooled
+    runner.reset()
+    runner.prefill([list(range(30, 42))])         # 12 tokens in slot 0
+    for layer in range(runner.pool.shape.layers):
+        runner.pool.keys[layer][0, 4:12] = float("nan")
+        runner.pool.values[layer][0, 4:12] = float("inf")
+    runner.arrange([])                            # it leaves
+    short, long = [5, 6, 7], list(range(50, 60))
+    runner.prefill([short, long])                 # the short row takes slot 0, the long one slot 1
+    logits = runner.decode([8, 9])                # lengths differ: a masked decode over 11 positions
+    torch.testing.assert_close(logits[0], _alone(model, short + [8]), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(logits[1], _alone(model, long + [9]), atol=1e-4, rtol=1e-4)
+    runner.reset()

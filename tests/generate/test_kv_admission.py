@@ -75,3 +75,22 @@ def test_without_a_reservation_the_fallback_serves_exactly(small: InProcessServe
                 model="tiny-gpt2", input_ids=ids, stopping=common_pb2.StoppingParams(max_new_tokens=9))), prompts))
         for ids, reply in zip(prompts, replies, strict=True):
             assert list(reply.sequences[0].token_ids) == ref.greedy(ids, 9)
+
+
+def test_the_fallback_forks_and_follows_beams_like_the_pool(small: InProcessServer, client: Client,
+                                                            references) -> None:  # type: ignore[no-untyped-def]
+    """Beams and n > 1 on the DynamicCache path (tiny-gpt2 here) give what the KV pool path
+    (the demo server) gives, also while another request decodes beside them."""
+    ids = references["tiny-gpt2"].ids("The quick brown fox")
+    beam = dict(method=common_pb2.DECODING_METHOD_BEAM_SEARCH, beam=common_pb2.BeamParams(num_beams=3),
+                num_return_sequences=2)
+    sample = dict(method=common_pb2.DECODING_METHOD_SAMPLE, num_return_sequences=3,
+                  sampling=common_pb2.SamplingParams(seed=5, temperature=0.9))
+    with Client(small.target) as fallback, ThreadPoolExecutor(3) as pool:
+        for kw in (beam, sample):
+            beside = pool.submit(fallback.generation.Generate, _request("tiny-gpt2", [7, 8, 9], 12))
+            mine = pool.submit(fallback.generation.Generate, _request("tiny-gpt2", ids, 8, **kw))
+            theirs = client.generation.Generate(_request("tiny-gpt2", ids, 8, **kw))
+            assert [list(s.token_ids) for s in mine.result().sequences] == \
+                [list(s.token_ids) for s in theirs.sequences]
+            assert len(beside.result().sequences[0].token_ids) == 12

@@ -52,16 +52,24 @@ class Engines:
 
     def get(self, model: LoadedModel, task: Task = Task.GENERATE) -> Scheduler:
         """The scheduler decoding `model.modules[task]` (keyed "name", or "name:task" for
-        tasks other than generate)."""
+        tasks other than generate). A new one is built outside the lock: building allocates
+        the KV pool and runs its probe, and the event loop looks schedulers up here."""
         key = self._key(model, task)
         with self._lock:
             scheduler = self._schedulers.get(key)
-            if scheduler is None or scheduler.model is not model:
-                if scheduler is not None:
-                    scheduler.close()
-                scheduler = Scheduler(model, task, core_threads=self.core_threads)
-                self._schedulers[key] = scheduler
-            return scheduler
+            if scheduler is not None and scheduler.model is model:
+                return scheduler
+        built = Scheduler(model, task, core_threads=self.core_threads)
+        with self._lock:
+            current = self._schedulers.get(key)
+            if current is not None and current.model is model:  # another thread was quicker
+                stale: Scheduler | None = built
+            else:
+                stale, self._schedulers[key] = current, built
+                current = built
+        if stale is not None:
+            stale.close()
+        return current
 
     def decode_info(self, name: str) -> DecodeInfo | None:
         """The decode path of model `name`'s text generation (GENERATE, else MULTIMODAL_CHAT);

@@ -34,6 +34,8 @@ class PoolRunner:
         """Tokens each row holds in its slot (= the position of its next token)."""
         self.chunk_tokens = 0
         """Tokens of the long prompt being prefilled in chunks (in the staging slot)."""
+        self._written = [0] * pool.shape.slots
+        """Per slot, how far data may lie (positions written, by any row that held it)."""
 
     @property
     def rows(self) -> int:
@@ -65,8 +67,7 @@ class PoolRunner:
         """Prompts → their last-position logits [len(prompts), vocab]; they become rows
         rows..rows+len(prompts)-1, in that order."""
         base = self.rows
-        if base + len(prompts) > self.pool.shape.slots:
-            raise RuntimeError(f"{base} rows + {len(prompts)} prompts exceed the pool's {self.pool.shape.slots} slots")
+        self._check_rows(base + len(prompts))
         flat = [t for p in prompts for t in p]
         positions = [i for p in prompts for i in range(len(p))]
         ends, at = [], 0
@@ -77,8 +78,10 @@ class PoolRunner:
                           slots=list(range(base, base + len(prompts))))
         ids = torch.tensor([flat], dtype=torch.long, device=self.device)
         pos = torch.tensor([positions], dtype=torch.long, device=self.device)
-        keep = torch.tensor(ends, dtype=torch.long, device=self.device)
+        keep = torch.tensor(ends, dtype=torch.long)  # on the CPU: it indexes the last layer's device
         logits = self._host(self._forward(ids, pos, batch, keep, extra)[0])
+        for slot, p in enumerate(prompts, start=base):
+            self._occupy(slot, len(p), len(p))
         self.lengths.extend(len(p) for p in prompts)
         return logits
 
@@ -92,13 +95,16 @@ class PoolRunner:
         pos = torch.arange(start, start + len(chunk), device=self.device).unsqueeze(0)
         logits = self._forward(ids, pos, batch, 1)
         self.chunk_tokens = start + len(chunk)
+        self._written[self.staging_slot] = max(self._written[self.staging_slot], self.chunk_tokens)
         return self._host(logits[:, -1, :]) if last else None
 
     def join_chunked(self) -> None:
         """The chunked prompt becomes the next row."""
         row = self.rows
+        self._check_rows(row + 1, chunk_pending=False)
         if row != self.staging_slot:
             self.pool.copy_slots([row], [self.staging_slot], self.chunk_tokens)
+            self._occupy(row, self.chunk_tokens, self.chunk_tokens)
         self.lengths.append(self.chunk_tokens)
         self.chunk_tokens = 0
 
@@ -113,17 +119,43 @@ class PoolRunner:
         pos = torch.tensor(self.lengths, dtype=torch.long, device=self.device).view(-1, 1)
         logits = self._forward(ids, pos, batch, 1)
         self.lengths = [n + 1 for n in self.lengths]
+        for slot, n in enumerate(self.lengths):
+            if n > self._written[slot]:
+                self._written[slot] = n
         return self._host(logits[:, -1, :])
 
     def arrange(self, index: Sequence[int], shared: Sequence[int] | None = None) -> None:
         """Row i continues old row index[i] (rows dropped, reordered, duplicated at once).
         `shared[i]`: leading tokens row i's slot holds already, the same as its source's (a beam
         following a sibling shares their prompt); only the rest is copied."""
+        self._check_rows(len(index))
         dst, src, tokens = arrangement_moves(index, self.lengths)
         start = min((shared[i] for i in dst), default=0) if shared is not None else 0
         self.pool.copy_slots(dst, src, tokens, start)
         self.lengths = [self.lengths[j] for j in index]
+        for slot in dst:
+            self._occupy(slot, self.lengths[slot], tokens)
+
+    def _occupy(self, slot: int, length: int, written: int) -> None:
+        """Slot `slot` now holds a row of `length` tokens, data written up to `written`. Data
+        beyond the row's length is masked out by attention, but a masked position still enters
+        the products with weight 0, and 0 × a NaN or inf some earlier row left there (an fp16
+        overflow) is NaN: such leftovers are zeroed when a slot changes hands (rare, bounded)."""
+        stale = max(self._written[slot], written)
+        if stale > length:
+            for keys, values in zip(self.pool.keys, self.pool.values, strict=True):
+                keys[slot, length:stale].zero_()
+                values[slot, length:stale].zero_()
+        self._written[slot] = length
+
+    def _check_rows(self, rows: int, chunk_pending: bool | None = None) -> None:
+        """Loud, on the host: rows past the pool (or onto the slot a chunked prompt is building
+        up in) would be a device-side assert on a GPU, which ends the process's CUDA context."""
+        pending = self.chunk_tokens > 0 if chunk_pending is None else chunk_pending
+        limit = self.staging_slot if pending else self.pool.shape.slots
+        if rows > limit:
+            raise RuntimeError(f"{rows} rows exceed the KV pool's {limit} free slots")
 
     def reset(self) -> None:
         self.lengths = []
-        self.chunk_tokens = 0
+        self.chunk_tokens = 0  # slots keep their `_written` marks: their data is still there

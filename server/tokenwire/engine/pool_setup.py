@@ -29,6 +29,10 @@ PROBE_PROMPTS = ([3, 5, 7, 11, 13], [17, 19, 23])
 """Two prompts of different lengths (token ids every vocabulary has)."""
 
 
+MIN_SLOT_TOKENS = 16
+"""A smaller KV row is no use (and the probe's prompts would not fit it)."""
+
+
 class NoPool(Exception):
     """Why this model cannot decode on the pool."""
 
@@ -97,6 +101,8 @@ def pool_shape(model: LoadedModel, layers: int, dtype: torch.dtype) -> PoolShape
     tokens = reserve.context
     if slots < 1:
         slots, tokens = 1, budget // per_token
+    if tokens < MIN_SLOT_TOKENS:
+        raise NoPool(f"kv_cache_reserve holds {tokens} tokens per row, fewer than {MIN_SLOT_TOKENS}")
     return PoolShape(layers, slots, tokens, kv_heads, head_dim, dtype)
 
 
@@ -120,6 +126,8 @@ def open_pool(model: LoadedModel, module: Any) -> PoolChoice:
             module.set_attn_implementation(original)
             raise
         return PoolChoice(runner, "")
+    except (torch.OutOfMemoryError, MemoryError):
+        raise  # the reservation did not fit after all: the model fails to load, it does not limp on
     except NoPool as exc:
         return PoolChoice(None, str(exc))
     except attention.PoolUnsupported as exc:
