@@ -4,10 +4,12 @@ numbers. The fallback path (no KV reservation) still serves, exactly."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -16,6 +18,8 @@ from harness import InProcessServer
 from tokenwire.client import Client
 from tokenwire.config import Config
 from tokenwire.demo_config import demo_config
+from tokenwire.engine.request import Finished, FinishReason, GenerationRequest, SequenceDelta
+from tokenwire.services.generation_params import parse_generate_request
 from tokenwire.v1 import common_pb2, generation_pb2, models_pb2
 
 # tiny-llama holds K and V of 2 kv heads × 16 dims × 4 bytes × 2 layers = 512 bytes a token.
@@ -94,3 +98,36 @@ def test_the_fallback_forks_and_follows_beams_like_the_pool(small: InProcessServ
             assert [list(s.token_ids) for s in mine.result().sequences] == \
                 [list(s.token_ids) for s in theirs.sequences]
             assert len(beside.result().sequences[0].token_ids) == 12
+
+
+def test_a_request_cancelled_behind_one_that_waits_for_room_ends_at_once(small: InProcessServer) -> None:
+    """The pool's one row is busy and the next request waits for it: a request queued behind
+    that one whose client leaves ends now, not when it reaches the head of the queue."""
+    async def scenario() -> tuple[list[Any], bool]:
+        assert small.server is not None
+        engine = small.server.engines.get(small.server.registry.resolve("tiny-llama"))
+
+        def job(ids: list[int], max_new: int) -> GenerationRequest:
+            pb = _request("tiny-llama", ids, max_new)
+            return GenerationRequest(parse_generate_request(pb, engine.model, engine.defaults, engine.max_rows),
+                                     asyncio.get_running_loop())
+
+        running, head, behind = job([5, 6], 14), job([7, 8], 14), job([9, 10], 14)
+        engine.submit(running)
+        await running.events.get()  # it holds the only row
+        engine.submit(head)
+        engine.submit(behind)
+        behind.cancel()
+        events = []
+        while not events or not isinstance(events[-1], Finished):
+            events.append(await asyncio.wait_for(behind.events.get(), 30))
+        # the request holding the row has not finished yet (its end is not among its queued events)
+        still_running = not any(isinstance(e, Finished) for e in list(running.events._queue))  # type: ignore[attr-defined]
+        for j in (running, head):
+            while not isinstance(await asyncio.wait_for(j.events.get(), 30), Finished):
+                pass
+        return events, still_running
+
+    events, still_running = small.run(scenario())
+    assert [e.finish_reason for e in events if isinstance(e, SequenceDelta)] == [FinishReason.CANCELLED]
+    assert still_running

@@ -120,13 +120,15 @@ class Admission:
     def take(self, now: float, free_rows: int, chunk_slot_free: bool) -> Admitted:
         out = Admitted()
         with self._cond:
+            # Requests whose client left or whose time is up end now, wherever they wait (not
+            # only once they reach the head of the queue).
+            waiting: deque[GenerationRequest] = deque()
+            for request in self._waiting:
+                (out.ended if request.cancelled or request.expired(now) else waiting).append(request)
+            self._waiting = waiting
             i = 0
             while i < len(self._waiting):
                 request = self._waiting[i]
-                if request.cancelled or request.expired(now):
-                    del self._waiting[i]
-                    out.ended.append(request)
-                    continue
                 p = request.params
                 if p.rows > free_rows:
                     break
