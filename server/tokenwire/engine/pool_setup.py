@@ -144,9 +144,9 @@ def _probe(module: Any, runner: PoolRunner) -> None:
     seen: set[int] = set()
     runner.layer_of = _Recording(runner.layer_of, seen)
     try:
-        first = runner.prefill(prompts)
+        first = runner.prefill(prompts).clone()  # on CUDA: a view of the reused pinned buffer
         nxt = [int(t) for t in first.argmax(dim=-1)]
-        second = runner.decode(nxt)
+        second = runner.decode(nxt).clone()
     finally:
         runner.layer_of = dict(runner.layer_of)
         runner.reset()

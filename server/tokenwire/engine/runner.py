@@ -107,7 +107,9 @@ class CausalLMRunner:
 
 class HostLogits:
     """Logits → float32 on the host for the C++ core: on CUDA one async copy into a reusable
-    pinned buffer and one sync, never row by row."""
+    pinned buffer and one sync, never row by row. On CUDA the result is a view of that buffer:
+    valid until the next call (the scheduler consumes each step's logits before the next
+    forward; anything keeping them longer must clone them)."""
 
     def __init__(self) -> None:
         self._pinned: torch.Tensor | None = None
