@@ -133,3 +133,23 @@ def test_a_slot_that_changes_hands_leaves_no_poison(pooled: tuple[LoadedModel, P
     torch.testing.assert_close(logits[0], _alone(model, short + [8]), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(logits[1], _alone(model, long + [9]), atol=1e-4, rtol=1e-4)
     runner.reset()
+
+
+def test_the_probe_survives_reused_host_logits(demo_models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CUDA, host logits are views of one reused pinned buffer, valid until the next forward.
+    The same reuse on the CPU: the probe must still find the pool exact (it once compared a
+    prefill's logits after the decode step had overwritten them, sending every GPU model down
+    the fallback path)."""
+    from tokenwire.engine.runner import HostLogits
+
+    def reused(self: HostLogits, logits: torch.Tensor) -> torch.Tensor:
+        rows, vocab = logits.shape
+        if self._pinned is None or self._pinned.shape[0] < rows or self._pinned.shape[1] != vocab:
+            self._pinned = torch.empty((max(rows, 8), vocab), dtype=torch.float32)
+        self._pinned[:rows].copy_(logits)
+        return self._pinned[:rows]
+
+    monkeypatch.setattr(HostLogits, "__call__", reused)
+    model = load_model(ModelSpec(name="m", path=str(demo_models_dir / "tiny-llama"), max_batch_size=2))
+    choice = open_pool(model, model.modules[next(iter(model.modules))])
+    assert choice.runner is not None, choice.reason
