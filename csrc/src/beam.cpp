@@ -150,7 +150,7 @@ void BeamSearch::step(const LogitsView& logits, int64_t first_row, int32_t* pare
   running_.swap(next);
   generated_ = new_len;
 
-  const bool never = params_.early_stopping == EarlyStopping::kNever && params_.length_penalty > 0.0f;
+  const bool never = params_.early_stopping == EarlyStopping::kNever && params_.length_penalty > 0.0;
   const double hypothetical_len = never ? params_.max_new_tokens : generated_;
   const float best_possible =
       running_[0].score / static_cast<float>(std::pow(hypothetical_len, params_.length_penalty));

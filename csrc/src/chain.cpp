@@ -1,5 +1,6 @@
 #include "tokenwire/chain.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "tokenwire/rng.h"
@@ -40,7 +41,15 @@ Chain Chain::build(const SamplingParams& p) {
     c.edits_.push_back(std::make_unique<FrequencyPresence>(p.frequency_penalty, p.presence_penalty));
   }
   if (p.no_repeat_ngram_size > 0) c.edits_.push_back(std::make_unique<NoRepeatNGram>(p.no_repeat_ngram_size));
-  if (!p.bad_words.empty()) c.edits_.push_back(std::make_unique<BadWords>(p.bad_words));
+  // transformers' NoBadWordsLogitsProcessor drops a one-id bad word equal to an EOS id (EOS
+  // "cannot be forbidden"), and generate() always hands it the EOS ids.
+  std::vector<std::vector<int32_t>> bad_words;
+  for (const auto& w : p.bad_words) {
+    const bool eos_alone = w.size() == 1 && std::find(p.eos_token_ids.begin(), p.eos_token_ids.end(), w[0]) !=
+                                                 p.eos_token_ids.end();
+    if (!eos_alone) bad_words.push_back(w);
+  }
+  if (!bad_words.empty()) c.edits_.push_back(std::make_unique<BadWords>(std::move(bad_words)));
   if (p.min_new_tokens > 0 && !p.eos_token_ids.empty()) {
     c.edits_.push_back(std::make_unique<MinNewTokens>(p.min_new_tokens, p.eos_token_ids));
   }
@@ -54,9 +63,9 @@ Chain Chain::build(const SamplingParams& p) {
     c.top_k_ = p.top_k;
     c.warpers_.push_back(std::make_unique<TopK>(p.top_k));
   }
-  if (p.top_p < 1.0f) c.warpers_.push_back(std::make_unique<TopP>(p.top_p));
-  if (p.min_p > 0.0f) c.warpers_.push_back(std::make_unique<MinP>(p.min_p));
-  if (p.typical_p < 1.0f) c.warpers_.push_back(std::make_unique<Typical>(p.typical_p));
+  if (p.top_p < 1.0) c.warpers_.push_back(std::make_unique<TopP>(p.top_p));
+  if (p.min_p > 0.0) c.warpers_.push_back(std::make_unique<MinP>(p.min_p));
+  if (p.typical_p < 1.0) c.warpers_.push_back(std::make_unique<Typical>(p.typical_p));
   c.selector_ = std::make_unique<Categorical>(p.seed, p.stream);
   return c;
 }

@@ -9,11 +9,14 @@ namespace tokenwire {
 
 namespace {
 
-// Softmax of the set into `w` (double), returns log-sum-exp.
-double softmax(const CandidateSet& set, std::vector<double>& w) {
+// The set's softmax as float32 probabilities, correctly rounded (torch's float32 softmax is
+// within a few ulps of these), widened to double into `w`; returns the log-sum-exp.
+double softmax_f32(const CandidateSet& set, std::vector<double>& w) {
   const double lse = set.log_sum_exp();
   w.resize(set.items.size());
-  for (size_t i = 0; i < w.size(); ++i) w[i] = std::exp(set.items[i].logit - lse);
+  for (size_t i = 0; i < w.size(); ++i) {
+    w[i] = static_cast<float>(std::exp(static_cast<double>(set.items[i].logit) - lse));
+  }
   return lse;
 }
 
@@ -43,40 +46,79 @@ void TopK::apply(CandidateSet& set, Workspace&) const {
   set.sorted = false;
 }
 
+// transformers' TopPLogitsWarper: sort ascending, cum = float32 cumsum of the float32 softmax,
+// remove where cum <= 1 - top_p (the Python float, compared at float32), keep the largest.
+// In descending order the item j has cum = total - (mass of its predecessors), so it is
+// removed once float(total - predecessors) <= float(1 - top_p).
 void TopP::apply(CandidateSet& set, Workspace& ws) const {
   if (set.items.size() <= 1) return;
-  softmax(set, ws.weights);
+  softmax_f32(set, ws.weights);
+  double total = 0.0;
+  for (double w : ws.weights) total += w;
+  const float remove_at_or_below = static_cast<float>(1.0 - p_);
   std::vector<double> keys(set.items.size());
   for (size_t i = 0; i < keys.size(); ++i) keys[i] = set.items[i].logit;
-  keep_by_mass(set, keys, ws.weights, p_, /*keep_ties=*/false);
+  keep_by_mass(
+      set, keys, ws.weights,
+      [total, remove_at_or_below](double before) { return static_cast<float>(total - before) <= remove_at_or_below; },
+      /*keep_ties=*/false);
 }
 
-// p >= min_p × p_max  ⇔  logit >= max_logit + log(min_p): no softmax needed.
+// transformers' MinPLogitsWarper: remove p < min_p × p_max, with p the float32 softmax and the
+// product taken in float32 (torch casts the Python float min_p to float32 first).
+// In logits that is x < max + log(min_p) up to float32 rounding, so only the logits within
+// kBand of that cut need the probabilities (and the log-sum-exp that costs a pass of exps).
 void MinP::apply(CandidateSet& set, Workspace&) const {
   if (set.items.empty()) return;
-  const double cut = static_cast<double>(set.max_logit()) + std::log(static_cast<double>(p_));
+  constexpr double kBand = 1e-3;  // >> the ~3e-7 relative rounding of p, p_max and the product
+  const double m = set.max_logit();
+  const double cut = m + std::log(p_);
+  const float min_p = static_cast<float>(p_);
   auto& v = set.items;
-  v.erase(std::remove_if(v.begin(), v.end(), [cut](const Candidate& c) { return c.logit < cut; }),
-          v.end());
+  // Subnormal thresholds lose relative precision: decide every item exactly there.
+  bool exact_all = !(min_p >= 1e-30f), near = exact_all;
+  for (const auto& c : v) near = near || std::abs(c.logit - cut) <= kBand;
+  if (!near) {
+    v.erase(std::remove_if(v.begin(), v.end(), [cut](const Candidate& c) { return c.logit < cut; }), v.end());
+    return;
+  }
+  const double lse = set.log_sum_exp();
+  const float p_max = static_cast<float>(std::exp(m - lse));
+  const float scaled = min_p * p_max;
+  auto removed = [&](const Candidate& c) {
+    if (!exact_all && c.logit < cut - kBand) return true;
+    if (!exact_all && c.logit > cut + kBand) return false;
+    return static_cast<float>(std::exp(static_cast<double>(c.logit) - lse)) < scaled;
+  };
+  v.erase(std::remove_if(v.begin(), v.end(), removed), v.end());
 }
 
-// transformers' TypicalLogitsWarper: rank by |−log p − H| ascending, keep until `mass`.
+// transformers' TypicalLogitsWarper, in its float32 steps: normalized = log_softmax,
+// H = -sum(normalized × exp(normalized)), key = |-normalized - H|, sorted ascending; cum =
+// float32 cumsum of the softmax in that order; last = #(cum < mass) (mass as a float32), and
+// every key <= the key at `last` is kept (ties with it too).
 void Typical::apply(CandidateSet& set, Workspace& ws) const {
   if (set.items.size() <= 1) return;
-  const double lse = softmax(set, ws.weights);
+  const double lse = softmax_f32(set, ws.weights);
+  const size_t n = set.items.size();
+  std::vector<float> normalized(n);
   double entropy = 0.0;
-  for (size_t i = 0; i < set.items.size(); ++i) {
-    if (ws.weights[i] > 0) entropy -= ws.weights[i] * (set.items[i].logit - lse);
+  for (size_t i = 0; i < n; ++i) {
+    normalized[i] = static_cast<float>(static_cast<double>(set.items[i].logit) - lse);
+    const float p = static_cast<float>(std::exp(static_cast<double>(normalized[i])));
+    entropy -= static_cast<float>(normalized[i] * p);
   }
-  std::vector<double> keys(set.items.size());
-  for (size_t i = 0; i < keys.size(); ++i) {
-    keys[i] = -std::abs(-(set.items[i].logit - lse) - entropy);
-  }
-  keep_by_mass(set, keys, ws.weights, mass_, /*keep_ties=*/true);
+  const float h = static_cast<float>(entropy);
+  std::vector<double> keys(n);
+  for (size_t i = 0; i < n; ++i) keys[i] = -static_cast<double>(std::fabs(-normalized[i] - h));
+  const float mass = static_cast<float>(mass_);
+  keep_by_mass(
+      set, keys, ws.weights, [mass](double before) { return static_cast<float>(before) >= mass; },
+      /*keep_ties=*/true);
 }
 
-void keep_by_mass(CandidateSet& set, const std::vector<double>& keys,
-                  const std::vector<double>& weights, double mass, bool keep_ties) {
+void keep_by_mass(CandidateSet& set, const std::vector<double>& keys, const std::vector<double>& weights,
+                  const std::function<bool(double)>& stop, bool keep_ties) {
   const int64_t n = static_cast<int64_t>(set.items.size());
   std::vector<int32_t> order(n);
   std::iota(order.begin(), order.end(), 0);
@@ -88,7 +130,7 @@ void keep_by_mass(CandidateSet& set, const std::vector<double>& keys,
   };
   constexpr int64_t kSmall = 1024;
   int64_t lo = 0, hi = n;
-  double acc = 0.0;  // weight of everything known to rank before `lo`; always < mass here
+  double acc = 0.0;  // weight of everything known to rank before `lo`; !stop(acc) here
   while (hi - lo > kSmall) {
     const int32_t a = order[lo], b = order[lo + (hi - lo) / 2], c = order[hi - 1];
     const double pivot = std::max(std::min(keys[a], keys[b]), std::min(std::max(keys[a], keys[b]), keys[c]));
@@ -98,13 +140,13 @@ void keep_by_mass(CandidateSet& set, const std::vector<double>& keys,
     double mass_gt = 0.0, mass_eq = 0.0;
     for (auto it = order.begin() + lo; it != gt_end; ++it) mass_gt += weights[*it];
     for (auto it = gt_end; it != eq_end; ++it) mass_eq += weights[*it];
-    if (acc + mass_gt >= mass) {  // the cut is among the keys above the pivot
+    if (stop(acc + mass_gt)) {  // the cut is among the keys above the pivot
       hi = gt_end - order.begin();
       continue;
     }
     acc += mass_gt;
     lo = gt_end - order.begin();
-    if (acc + mass_eq >= mass) {  // the cut is among the pivot's ties
+    if (stop(acc + mass_eq)) {  // the cut is among the pivot's ties
       hi = eq_end - order.begin();
       if (keep_ties) lo = hi;
       break;
@@ -116,10 +158,11 @@ void keep_by_mass(CandidateSet& set, const std::vector<double>& keys,
   int64_t kept = lo;
   for (int64_t j = lo; j < hi; ++j) {
     const bool tie = keep_ties && j > lo && keys[order[j]] == keys[order[j - 1]];
-    if (acc >= mass && !tie) break;
+    if (stop(acc) && !tie) break;
     acc += weights[order[j]];
     kept = j + 1;
   }
+  if (kept == 0) kept = 1;  // min_tokens_to_keep: order[0] is then the best item (lo == 0, sorted)
   keep_first(set, order, kept);
 }
 

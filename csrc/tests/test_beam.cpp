@@ -24,7 +24,7 @@ TEST(Beam, TwoBeamsEndOnEosAndKeepParentPointers) {
   bp.num_beams = 2;
   bp.max_new_tokens = 3;
   bp.eos_token_ids = {0};
-  bp.length_penalty = 1.0f;
+  bp.length_penalty = 1.0;
   BeamSearch b(bp, {5, 6}, 4);
   Workspace ws;
   int32_t parents[2], tokens[2];

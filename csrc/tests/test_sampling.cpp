@@ -129,7 +129,7 @@ TEST(Sampling, HalfPrecisionRowsGiveTheSameTokens) {
   }
   SamplingParams p;
   p.top_k = 20;
-  p.top_p = 0.8f;
+  p.top_p = 0.8;
   p.seed = 5;
   p.repetition_penalty = 1.3f;
   std::vector<int32_t> ids32(2), ids16(2), ranks(2);

@@ -30,7 +30,7 @@ enum class EarlyStopping : int32_t { kHeuristic = 0, kTrue = 1, kNever = 2 };
 
 struct BeamParams {
   int32_t num_beams = 1;
-  float length_penalty = 1.0f;
+  double length_penalty = 1.0;  // the exponent, a Python float in transformers
   EarlyStopping early_stopping = EarlyStopping::kHeuristic;
   int32_t num_return_sequences = 1;
   int32_t max_new_tokens = 1;

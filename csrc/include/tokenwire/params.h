@@ -25,13 +25,20 @@ struct SamplingParams {
   int32_t no_repeat_ngram_size = 0;  // over prompt + generated; 0 = absent
   std::vector<std::vector<int32_t>> bad_words;  // id sequences never completed; empty = absent
   int32_t min_new_tokens = 0;        // EOS ids banned before this many new tokens; 0 = absent
-  std::vector<int32_t> eos_token_ids;  // used by min_new_tokens only
+  // min_new_tokens bans them; a one-id bad word equal to one of them is dropped (transformers'
+  // NoBadWords never bans EOS); beam search ends hypotheses on them.
+  std::vector<int32_t> eos_token_ids;
   // --- truncation (sampling rows only; argmax-invariant, so greedy rows skip them) --------
+  // Precision, as transformers on float32 logits: a factor applied to the logits (temperature,
+  // repetition_penalty) is a float, because torch casts a Python scalar to the tensor's dtype
+  // before multiplying; a threshold is a double, the Python float it is in transformers, and
+  // each stage derives its float32 comparison value from it exactly as transformers does
+  // (top-p compares with float(1 - top_p), not with float(top_p); see warpers.cpp).
   float temperature = 1.0f;  // 1 = absent (0 is not a temperature: set greedy instead)
   int32_t top_k = 0;         // 0 = absent
-  float top_p = 1.0f;        // 1 = absent
-  float min_p = 0.0f;        // 0 = absent
-  float typical_p = 1.0f;    // 1 = absent
+  double top_p = 1.0;        // 1 = absent
+  double min_p = 0.0;        // 0 = absent
+  double typical_p = 1.0;    // 1 = absent
   // --- selector -------------------------------------------------------------------------
   bool greedy = false;   // argmax (lowest id on ties) instead of seeded categorical sampling
   uint64_t seed = 0;     // with `stream` and the position, the only input of the draw

@@ -6,14 +6,19 @@
 //   2. repetition penalty RepetitionPenalty    (transformers, over prompt + generated)
 //   3. frequency/presence FrequencyPresence    (OpenAI, over generated tokens)
 //   4. no-repeat-n-gram   NoRepeatNGram        (transformers, over prompt + generated)
-//   5. bad words          BadWords             (transformers' NoBadWords: -inf)
+//   5. bad words          BadWords             (transformers' NoBadWords: -inf; a one-id word
+//                                               equal to an EOS id is dropped, as there)
 //   6. min new tokens     MinNewTokens         (EOS ids -inf until enough new tokens)
 //   --- sampling rows only; these are argmax-invariant, so greedy rows skip them ---
 //   7. temperature        Temperature
 //   8. top-k              TopK                 (ties with the k-th value kept, as transformers)
-//   9. top-p              TopP                 (exact, renormalised over the survivors of 8)
+//   9. top-p              TopP                 (renormalised over the survivors of 8)
 //  10. min-p              MinP
 //  11. typical-p          Typical
+//
+// Steps 9-11 decide at transformers' precision: float32 probabilities (correctly rounded),
+// float32 cumulative sums (accumulated in double and rounded, as torch's CPU cumsum does),
+// compared with the float32 value of transformers' Python-float threshold expression.
 //  12. selector           Greedy | Categorical(seed, stream, position)
 //
 // Steps 1-6 ("edits") touch a handful of ids each, so they write into a sparse Overrides map
@@ -23,6 +28,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <utility>
 #include <vector>
@@ -168,39 +174,41 @@ class TopK final : public Warper {
 
 class TopP final : public Warper {
  public:
-  explicit TopP(float p) : p_(p) {}
+  explicit TopP(double p) : p_(p) {}
   const char* name() const override { return "top_p"; }
   void apply(CandidateSet& set, Workspace& ws) const override;
 
  private:
-  float p_;
+  double p_;
 };
 
 class MinP final : public Warper {
  public:
-  explicit MinP(float p) : p_(p) {}
+  explicit MinP(double p) : p_(p) {}
   const char* name() const override { return "min_p"; }
   void apply(CandidateSet& set, Workspace& ws) const override;
 
  private:
-  float p_;
+  double p_;
 };
 
 class Typical final : public Warper {
  public:
-  explicit Typical(float mass) : mass_(mass) {}
+  explicit Typical(double mass) : mass_(mass) {}
   const char* name() const override { return "typical_p"; }
   void apply(CandidateSet& set, Workspace& ws) const override;
 
  private:
-  float mass_;
+  double mass_;
 };
 
-// Keeps, in descending `keys` order (ties: descending id), every item of `set` whose
-// predecessors' total weight is below `mass`, plus, with `keep_ties`, the items tying with the
-// last kept key: the rule of top-p (ties not kept) and typical-p (kept), as in transformers. Exact and expected O(n) by weighted quickselect, no full sort. `keys[i]` and
-// `weights[i]` belong to `set.items[i]`; the survivors stay in `set`, in no particular order.
-void keep_by_mass(CandidateSet& set, const std::vector<double>& keys,
-                  const std::vector<double>& weights, double mass, bool keep_ties);
+// Keeps, in descending `keys` order (ties: descending id), a prefix of `set`: item j is kept
+// while stop(weight of its predecessors) is false, plus, with `keep_ties`, the items tying
+// with the last kept key; at least one item. `stop` must be monotone (false, then true, as the
+// weight grows). The rule of top-p (ties not kept) and typical-p (kept), as in transformers.
+// Exact and expected O(n) by weighted quickselect, no full sort. `keys[i]` and `weights[i]`
+// belong to `set.items[i]`; the survivors stay in `set`, in no particular order.
+void keep_by_mass(CandidateSet& set, const std::vector<double>& keys, const std::vector<double>& weights,
+                  const std::function<bool(double)>& stop, bool keep_ties);
 
 }  // namespace tokenwire
