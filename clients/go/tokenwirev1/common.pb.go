@@ -233,10 +233,13 @@ func (FinishReason) EnumDescriptor() ([]byte, []int) {
 //
 // Pipeline order (applied to each row's logits at every step):
 //
-//	logit_bias → bad_words → repetition_penalty → frequency/presence penalty →
-//	no_repeat_ngram_size → (SAMPLE only:) temperature → top_k → top_p → min_p →
-//	typical_p → seeded categorical draw.
+//	logit_bias → repetition_penalty → frequency/presence penalty →
+//	no_repeat_ngram_size → bad_words → min_new_tokens (GenerationOptions) →
+//	(SAMPLE only:) temperature → top_k → top_p → min_p → typical_p →
+//	seeded categorical draw.
 //
+// A bad word that is a single EOS id is ignored (EOS is never banned), as in
+// transformers.
 // The penalties, logit_bias, bad_words and no_repeat_ngram_size apply to every
 // DecodingMethod; temperature, top_k, top_p, min_p, typical_p and seed are read only
 // when method = DECODING_METHOD_SAMPLE and ignored otherwise.
