@@ -56,9 +56,11 @@ class EditParams:
         frequency_penalty: OpenAI, ``x -= count × f`` over generated tokens; ``0.0``.
         presence_penalty: OpenAI, ``x -= p`` for tokens generated at least once; ``0.0``.
         no_repeat_ngram_size: no n-gram of prompt + generated occurs twice; ``0``.
-        bad_words_ids: id sequences never completed (one-id words are always banned); ``()``.
+        bad_words_ids: id sequences never completed (one-id words are always banned, except
+            one equal to an EOS id: EOS is never banned, as in transformers); ``()``.
         min_new_tokens: EOS ids are banned until this many new tokens; ``0``.
-        eos_token_ids: the EOS ids (min_new_tokens, and beam search's end of hypothesis).
+        eos_token_ids: the EOS ids (min_new_tokens, the bad words' EOS exception, and beam
+            search's end of hypothesis).
     """
 
     logit_bias: Mapping[int, float] = field(default_factory=dict)
@@ -112,7 +114,8 @@ class SamplingParams(EditParams):
     Attributes (neutral value = stage absent), besides EditParams':
         temperature: logits / t. ``0`` means greedy (argmax, lowest id on ties); ``1.0``.
         top_k: keep the k largest (ties with the k-th kept); ``0``.
-        top_p: keep the smallest top set whose mass reaches p (exact); ``1.0``.
+        top_p: keep the smallest top set whose mass reaches p, decided as transformers does
+            on float32 (docs/exactness.md); ``1.0``.
         min_p: keep p >= min_p × p_max; ``0.0``.
         typical_p: locally typical sampling mass; ``1.0``.
         greedy: argmax instead of sampling (also implied by temperature 0).
