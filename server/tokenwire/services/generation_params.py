@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar
 
+import numpy as np
+
 from ..decoding import MAX_TOP_LOGPROBS, BeamParams, InvalidParameter, SamplingParams
 from ..engine.defaults import GenerationDefaults
 from ..engine.params import GenerationParams, Method
@@ -41,6 +43,14 @@ _EARLY_STOPPING: dict[int, bool | Literal["never"] | None] = {
     common_pb2.EARLY_STOPPING_HEURISTIC: False,
     common_pb2.EARLY_STOPPING_NEVER: "never",
 }
+
+
+def _decimal(value: float) -> float:
+    """A proto `float` as the decimal its sender wrote: 0.8 travels as the float32
+    0.800000011920929, and the core compares these thresholds at double precision, as
+    transformers compares the Python float 0.8 (docs/exactness.md). The shortest decimal that
+    rounds to the same float32 is what the client meant."""
+    return float(str(np.float32(value)))
 
 
 def _relabel(prefix: str, build: Callable[[], T]) -> T:
@@ -229,9 +239,9 @@ def parse_generation_options(request: Any, model: LoadedModel, defaults: Generat
     sampling = _relabel("sampling.", lambda: SamplingParams(
         temperature=temperature if sample else 1.0,
         top_k=_pick(s.top_k, s.HasField("top_k"), defaults.top_k, 0) if sample else 0,
-        top_p=_pick(s.top_p, s.HasField("top_p"), defaults.top_p, 1.0) if sample else 1.0,
-        min_p=_pick(s.min_p, s.HasField("min_p"), defaults.min_p, 0.0) if sample else 0.0,
-        typical_p=_pick(s.typical_p, s.HasField("typical_p"), defaults.typical_p, 1.0) if sample else 1.0,
+        top_p=_pick(_decimal(s.top_p), s.HasField("top_p"), defaults.top_p, 1.0) if sample else 1.0,
+        min_p=_pick(_decimal(s.min_p), s.HasField("min_p"), defaults.min_p, 0.0) if sample else 0.0,
+        typical_p=_pick(_decimal(s.typical_p), s.HasField("typical_p"), defaults.typical_p, 1.0) if sample else 1.0,
         greedy=not sample,
         seed=s.seed if s.HasField("seed") else None,
         logprobs=request.logprobs.enabled,
