@@ -91,6 +91,7 @@ class _Call:
         self.code = "OK"
         self.model = ""
         self._owner = owner
+        self._recorded = False
 
     def admit(self, request: Any) -> None:
         self.model = str(getattr(request, "model", "") or "")
@@ -107,11 +108,14 @@ class _Call:
     async def fail(self, exc: BaseException) -> None:
         code, message, details = status_for(exc, self.rid, self.method)
         self.code = code.name
+        self.done()  # before the status goes out: a client that reads the metrics next sees it
         await self.context.abort(code, message, (*details, *self.metadata()))
 
     def done(self) -> None:
-        if self.method.startswith(_HEALTH_PREFIX):
+        """Record the call's outcome (once)."""
+        if self._recorded or self.method.startswith(_HEALTH_PREFIX):
             return
+        self._recorded = True
         rpc = self.method.rsplit("/", 1)[-1]
         metrics.REQUESTS.labels(rpc, self.model, self.code).inc()
         metrics.REQUEST_SECONDS.labels(rpc, self.model).observe(time.perf_counter() - self.start)

@@ -124,8 +124,8 @@ class Scheduler:
                     self._fail_everything(exc, admitted)
                 finally:
                     self._emit.flush()  # the failures reach their clients whatever happens next
-            self._emit.flush()
-            self._observe_load()
+            self._observe_load()  # before the step's events go out: a client that saw its
+            self._emit.flush()    # request end and reads the gauges next sees the rows freed
         try:
             self._fail_everything(Unavailable(f"model {self.spec.name!r} is shutting down"), self.admission.drain())
         finally:
