@@ -28,6 +28,7 @@ MAX_STOP_TOKEN_IDS = 64
 MAX_LOGIT_BIAS_ENTRIES = 1024
 MAX_BAD_WORDS = 256
 DEFAULT_NUM_BEAMS = 4
+ROWS_LIMIT = "the rows the model decodes at once: its max_batch_size, or its KV pool's rows if fewer"
 T = TypeVar("T")
 
 
@@ -207,8 +208,7 @@ def parse_generation_options(request: Any, model: LoadedModel, defaults: Generat
         num_beams = b.num_beams if b.HasField("num_beams") else (
             defaults.num_beams if defaults.num_beams and defaults.num_beams > 1 else DEFAULT_NUM_BEAMS)
         if not 1 <= num_beams <= max_rows:
-            raise InvalidArgument("beam.num_beams", f"must be in [1, {max_rows}] (the model's "
-                                  f"max_batch_size), got {num_beams}")
+            raise InvalidArgument("beam.num_beams", f"must be in [1, {max_rows}] ({ROWS_LIMIT}), got {num_beams}")
         if not 1 <= n <= num_beams:
             raise InvalidArgument("num_return_sequences", f"must be in [1, num_beams={num_beams}] "
                                   f"for beam search, got {n}")
@@ -232,8 +232,7 @@ def parse_generation_options(request: Any, model: LoadedModel, defaults: Generat
         raise InvalidArgument("num_return_sequences", f"must be 1 for greedy decoding (all "
                               f"sequences would be identical), got {n}")
     elif not 1 <= n <= max_rows:
-        raise InvalidArgument("num_return_sequences", f"must be in [1, {max_rows}] (the model's "
-                              f"max_batch_size), got {n}")
+        raise InvalidArgument("num_return_sequences", f"must be in [1, {max_rows}] ({ROWS_LIMIT}), got {n}")
 
     sample = method is Method.SAMPLE
     sampling = _relabel("sampling.", lambda: SamplingParams(
