@@ -41,6 +41,7 @@ def test_full_entry_parses(tmp_path: Path) -> None:
         max_new_tokens = 64
         max_batch_size = 8
         prefill_chunk_tokens = 512
+        cuda_graphs = false
     """))
     assert config.server.port == 6000
     (spec,) = config.models
@@ -49,7 +50,7 @@ def test_full_entry_parses(tmp_path: Path) -> None:
         dtype="bfloat16", quantization="nf4", bnb_4bit_use_double_quant=True,
         device_map={"model.embed_tokens": "0", "lm_head": "cpu"},
         max_memory={"0": 20 * 2**30, "cpu": 64 * 10**9},
-        max_input_tokens=1024, max_new_tokens=64, max_batch_size=8, prefill_chunk_tokens=512)
+        max_input_tokens=1024, max_new_tokens=64, max_batch_size=8, prefill_chunk_tokens=512, cuda_graphs=False)
 
 
 def test_hub_id_is_not_a_local_path(tmp_path: Path) -> None:
@@ -71,6 +72,8 @@ def test_hub_id_is_not_a_local_path(tmp_path: Path) -> None:
      "model 'm1' (models[0]), key 'max_batch_size': must be a positive integer, got 0"),
     ('name = "m1"\npath = "m1"\nprefill_chunk_tokens = -8',
      "model 'm1' (models[0]), key 'prefill_chunk_tokens': must be an integer >= 0, got -8"),
+    ('name = "m1"\npath = "m1"\ncuda_graphs = "yes"',
+     "model 'm1' (models[0]), key 'cuda_graphs': must be true or false"),
     ('name = "m1"\npath = "m1"\nmax_memory = { "0" = "lots" }',
      "key 'max_memory': size for '0' must be a positive byte count"),
     ('name = "m1"\npath = "m1"\ndevice_map = "everywhere"',

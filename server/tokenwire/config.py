@@ -84,6 +84,8 @@ class ModelSpec:
     decode step of the running batch between chunks; 0: whole prompts in one forward."""
     max_wait_ms: float = 2.0
     """One-shot tasks: how long the first request of a batch waits for company."""
+    cuda_graphs: bool = True
+    """Generation on one GPU: decode steps replay CUDA graphs captured at load, per batch bucket."""
     max_queue: int = 256
     trust_remote_code: bool = False
     allow_pickle_weights: bool = False
@@ -266,6 +268,7 @@ _MODEL_KEYS: dict[str, Callable[[Any], Any]] = {
     "max_batch_tokens": _positive_int,
     "prefill_chunk_tokens": lambda v: _nonnegative_int(v),
     "max_wait_ms": lambda v: _nonnegative_number(v),
+    "cuda_graphs": lambda v: _typed(v, bool, "true or false"),
     "max_queue": _positive_int,
     "trust_remote_code": lambda v: _typed(v, bool, "true or false"),
     "allow_pickle_weights": lambda v: _typed(v, bool, "true or false"),

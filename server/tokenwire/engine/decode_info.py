@@ -26,3 +26,5 @@ class DecodeInfo:
     """Device label ("cpu", "cuda:0") → bytes the pool allocated there."""
     cuda_graphs: bool = False
     cuda_graph_batch_sizes: tuple[int, ...] = ()
+    cuda_graphs_reason: str = ""
+    """Why decode steps are not CUDA graphs on a pool path that could have them (logged too)."""

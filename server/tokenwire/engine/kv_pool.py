@@ -51,11 +51,14 @@ class PoolShape:
 class KVPool:
     """Per-layer K/V storage plus per-slot lengths (tokens held)."""
 
-    def __init__(self, shape: PoolShape, devices: Sequence[torch.device]) -> None:
+    def __init__(self, shape: PoolShape, devices: Sequence[torch.device], scratch: bool = False) -> None:
+        """`scratch`: one more slot past the rows, where the padded rows of a static-shape
+        (CUDA graph) decode step write (`scratch_slot`); no row ever lives there."""
         if len(devices) != shape.layers:
             raise ValueError(f"one device per layer: got {len(devices)} for {shape.layers} layers")
         self.shape = shape
-        dims = (shape.slots, shape.slot_tokens, shape.kv_heads, shape.head_dim)
+        self.scratch_slot = shape.slots if scratch else None
+        dims = (shape.slots + int(scratch), shape.slot_tokens, shape.kv_heads, shape.head_dim)
         # Zeros, not empty: attention multiplies the masked positions' values by a weight of 0,
         # and 0 × a NaN left in uninitialised memory is NaN.
         self.keys = [torch.zeros(dims, dtype=shape.dtype, device=d) for d in devices]

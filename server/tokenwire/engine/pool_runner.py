@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from .attention import BATCH_KEYWORD, StepBatch
+from .decode_graphs import DecodeGraphs
 from .kv_pool import KVPool, arrangement_moves
 from .runner import HostLogits, execution_device
 
@@ -36,6 +37,12 @@ class PoolRunner:
         """Tokens of the long prompt being prefilled in chunks (in the staging slot)."""
         self._written = [0] * pool.shape.slots
         """Per slot, how far data may lie (positions written, by any row that held it)."""
+        self.graphs: DecodeGraphs | None = None
+        """Static-shape decode steps per batch bucket (CUDA graphs on a GPU); None: eager steps."""
+
+    @property
+    def logits_to_keep(self) -> bool:
+        return self._logits_to_keep
 
     @property
     def rows(self) -> int:
@@ -113,11 +120,17 @@ class PoolRunner:
 
     @torch.inference_mode()
     def decode(self, tokens: Sequence[int]) -> torch.Tensor:
-        """One token per row → next logits [rows, vocab]."""
-        batch = StepBatch(self.pool, self.layer_of, "decode", rows=self.rows, positions=list(self.lengths))
-        ids = torch.tensor(tokens, dtype=torch.long, device=self.device).view(-1, 1)
-        pos = torch.tensor(self.lengths, dtype=torch.long, device=self.device).view(-1, 1)
-        logits = self._forward(ids, pos, batch, 1)
+        """One token per row → next logits [rows, vocab]: a bucket's static step (a CUDA graph
+        replay on a GPU) when one fits, else an eager step shaped to the batch."""
+        static = self.graphs.pick(self.rows) if self.graphs is not None else None
+        if static is not None:
+            static.load(tokens, self.lengths)
+            logits = static.run()[: self.rows].unsqueeze(1)
+        else:
+            batch = StepBatch(self.pool, self.layer_of, "decode", rows=self.rows, positions=list(self.lengths))
+            ids = torch.tensor(tokens, dtype=torch.long, device=self.device).view(-1, 1)
+            pos = torch.tensor(self.lengths, dtype=torch.long, device=self.device).view(-1, 1)
+            logits = self._forward(ids, pos, batch, 1)
         self.lengths = [n + 1 for n in self.lengths]
         for slot, n in enumerate(self.lengths):
             if n > self._written[slot]:

@@ -19,7 +19,7 @@ import torch
 
 from ..models.loader import LoadedModel
 from ..models.placement import decoder_layers
-from . import attention
+from . import attention, decode_graphs
 from .kv_pool import KVPool, PoolShape
 from .pool_runner import PoolRunner
 
@@ -42,6 +42,8 @@ class PoolChoice:
     runner: PoolRunner | None
     reason: str
     """Why `runner` is None; empty otherwise."""
+    graphs_reason: str = ""
+    """Why the runner decodes without static-shape steps (CUDA graphs), when it could have."""
 
 
 def _text_config(config: Any) -> Any:
@@ -106,17 +108,22 @@ def pool_shape(model: LoadedModel, layers: int, dtype: torch.dtype) -> PoolShape
     return PoolShape(layers, slots, tokens, kv_heads, head_dim, dtype)
 
 
-def open_pool(model: LoadedModel, module: Any) -> PoolChoice:
-    """The pool path for `module` (the model's generating module), or why not."""
+def open_pool(model: LoadedModel, module: Any, *, static_decode: bool | None = None) -> PoolChoice:
+    """The pool path for `module` (the model's generating module), or why not. Decode steps
+    run as CUDA graphs per batch bucket where the model sits on one GPU and its registry
+    entry allows them (`cuda_graphs`); `static_decode=True` runs the same static-shape steps
+    eagerly on any device (what the CPU tests check)."""
     original = getattr(module.config, "_attn_implementation", None) or "sdpa"
     try:
         if _offloaded(model):
             raise NoPool("weights offloaded to the CPU or disk")
         attns = _attention_modules(module)
         devices = [_layer_device(a) for a in attns]
+        on_one_gpu = len(set(devices)) == 1 and devices[0].type == "cuda"
+        static = static_decode if static_decode is not None else (model.spec.cuda_graphs and on_one_gpu)
         embed = module.get_input_embeddings()
         dtype = embed.weight.dtype if embed is not None and embed.weight.dtype.is_floating_point else torch.float32
-        pool = KVPool(pool_shape(model, len(attns), dtype), devices)
+        pool = KVPool(pool_shape(model, len(attns), dtype), devices, scratch=static)
         runner = PoolRunner(module, pool, {id(a): i for i, a in enumerate(attns)})
         attention.register()
         module.set_attn_implementation(attention.NAME)
@@ -125,7 +132,10 @@ def open_pool(model: LoadedModel, module: Any) -> PoolChoice:
         except Exception:
             module.set_attn_implementation(original)
             raise
-        return PoolChoice(runner, "")
+        graphs_reason = "" if static else _why_no_graphs(model, on_one_gpu)
+        if static:
+            graphs_reason = _add_static_steps(model, runner, capture=on_one_gpu and static_decode is None)
+        return PoolChoice(runner, "", graphs_reason)
     except (torch.OutOfMemoryError, MemoryError):
         raise  # the reservation did not fit after all: the model fails to load, it does not limp on
     except NoPool as exc:
@@ -135,6 +145,26 @@ def open_pool(model: LoadedModel, module: Any) -> PoolChoice:
     except Exception as exc:  # an architecture the pool path does not fit: serve it the old way
         log.warning("model %s: KV pool probe failed, decoding with DynamicCache", model.spec.name, exc_info=True)
         return PoolChoice(None, f"probe failed: {type(exc).__name__}: {exc}")
+
+
+def _why_no_graphs(model: LoadedModel, on_one_gpu: bool) -> str:
+    if not model.spec.cuda_graphs:
+        return "cuda_graphs = false"
+    return "not on one GPU" if not on_one_gpu else ""
+
+
+def _add_static_steps(model: LoadedModel, runner: PoolRunner, capture: bool) -> str:
+    """Give `runner` its static decode steps (captured on a GPU); why not, if they fail."""
+    try:
+        runner.graphs = decode_graphs.build(runner.model, runner.pool, runner.layer_of, runner.device,
+                                            runner.pool.shape.slots, runner.logits_to_keep, capture)
+        return ""
+    except (torch.OutOfMemoryError, MemoryError):
+        raise
+    except Exception as exc:  # a kernel that cannot be captured (bitsandbytes, say): eager steps
+        log.warning("model %s: decode steps stay eager, CUDA graph capture failed", model.spec.name, exc_info=True)
+        runner.graphs = None
+        return f"capture failed: {type(exc).__name__}: {exc}"
 
 
 @torch.inference_mode()

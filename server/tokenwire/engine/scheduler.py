@@ -321,12 +321,17 @@ def _open_kv(model: LoadedModel, module: torch.nn.Module) -> tuple[KVBackend, De
     choice = open_pool(model, module)
     if choice.runner is not None:
         shape = choice.runner.pool.shape
+        graphs = choice.runner.graphs
+        captured = graphs is not None and all(step.graph is not None for step in graphs.steps)
         info = DecodeInfo("kv_pool", attention.kernel_name(), kv_capacity_tokens=choice.runner.pool.capacity_tokens,
                           kv_slots=shape.slots, kv_slot_tokens=shape.slot_tokens,
-                          kv_bytes_per_device=choice.runner.pool.bytes_per_device())
-        log.info("model %s: KV pool of %d rows × %d tokens (%s), attention %s", model.spec.name, shape.slots,
-                 shape.slot_tokens, ", ".join(f"{d} {n / 2**20:.1f} MiB" for d, n in info.kv_bytes_per_device.items()),
-                 info.attention_backend)
+                          kv_bytes_per_device=choice.runner.pool.bytes_per_device(),
+                          cuda_graphs=captured, cuda_graph_batch_sizes=graphs.buckets if captured and graphs else (),
+                          cuda_graphs_reason=choice.graphs_reason)
+        log.info("model %s: KV pool of %d rows × %d tokens (%s), attention %s, CUDA graphs %s", model.spec.name,
+                 shape.slots, shape.slot_tokens,
+                 ", ".join(f"{d} {n / 2**20:.1f} MiB" for d, n in info.kv_bytes_per_device.items()),
+                 info.attention_backend, info.cuda_graph_batch_sizes or f"off ({info.cuda_graphs_reason or 'CPU'})")
         return choice.runner, info, Capacity(shape.slots, shape.slot_tokens)
     pad = model.special_token_ids.get("pad") or model.special_token_ids.get("eos") or [0]
     impl = getattr(module.config, "_attn_implementation", None) or "eager"
