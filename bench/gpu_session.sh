@@ -5,6 +5,7 @@
 #   load            bench/generate_load.py --device cuda --size 1b   (issue 4: engine vs generate())
 #   profile         bench/step_profile.py: model step vs served step (batch 1 and $PROFILE_STREAMS
 #                   streams, default 16), the engine's decode path, py-spy stacks of the server
+#   eager           step_profile with cuda_graphs = false (the A/B for the graphs)
 #   check[:CONFIGS] bench/gpu_check.py [--configs CONFIGS]           (issue 5: bf16/nf4/int8/split)
 # Each writes its JSON under $OUT as soon as it has it, so a run cut short keeps what it measured;
 # all logs go to $OUT/gpu_session.log (the device tool brings back at most 8 files).
@@ -43,6 +44,10 @@ for job in "${jobs[@]}"; do
       timeout "$(cap 120)" python3 bench/step_profile.py --steps 64 --streams "${PROFILE_STREAMS:-16}" \
         --out "$OUT/step_profile.json" >/dev/null 2>>"$LOG"
       log "step_profile rc=$?"; grep -o '"[a-z_0-9]*step_ms": [0-9.]*' "$OUT/step_profile.json" ;;
+    eager)
+      timeout "$(cap 120)" python3 bench/step_profile.py --steps 64 --streams "${PROFILE_STREAMS:-16}" --no-graphs \
+        --out "$OUT/step_profile_eager.json" >/dev/null 2>>"$LOG"
+      log "step_profile --no-graphs rc=$?"; grep -o '"[a-z_0-9]*step_ms": [0-9.]*' "$OUT/step_profile_eager.json" ;;
     check|check:*)
       configs=${job#check}; configs=${configs#:}
       deadline=$(( $(left) - 100 ))

@@ -5,7 +5,8 @@ Builds gpu_check's random Llama (1B shape on a GPU, a toy with --tiny on the CPU
   model_step_ms       one decode forward of the bare model, batch 1 (a hand loop with a cache)
   generate_step_ms    transformers' generate(), batch 1 and batch `--streams`
   server_step_ms      one GenerateStream through `tokenwire serve`, and `--streams` at once
-  decode_path, attention_backend, kv_cache_capacity_tokens   the server's engine (GetModelInfo)
+  decode_path, attention_backend, kv_cache_capacity_tokens, cuda_graphs   the server's engine
+                      (GetModelInfo); `--no-graphs` serves with cuda_graphs = false
 then, where py-spy is on the PATH, samples the server during both runs and prints the frames
 that take the most time per thread (`--profile-out` keeps the raw stacks). The gap between
 model_step_ms and server_step_ms is the server's own overhead per step; server_*_phase_ms is
@@ -150,6 +151,7 @@ def served(registry: Path, args: argparse.Namespace, vocab: int, out: dict[str, 
             out["decode_path_reason"] = info.decode_path_reason
             out["attention_backend"] = info.attention_backend
             out["kv_cache_capacity_tokens"] = info.kv_cache_capacity_tokens
+            out["cuda_graphs"] = {"enabled": info.cuda_graphs.enabled, "batch_sizes": list(info.cuda_graphs.batch_sizes)}
             for label, streams in (("batch1", 1), (f"streams{args.streams}", args.streams)):
                 raw = Path(args.raw_dir) / f"pyspy_{label}.txt"
                 recorder = None
@@ -188,6 +190,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=None, help="decode steps per measurement (default 96; tiny 64)")
     parser.add_argument("--prompt-tokens", type=int, default=128)
     parser.add_argument("--streams", type=int, default=16)
+    parser.add_argument("--no-graphs", action="store_true", help="serve with cuda_graphs = false (the eager A/B)")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     parser.add_argument("--raw-dir", default=None, help="folder for the raw py-spy stacks (default: a temp dir)")
@@ -233,7 +236,8 @@ def main() -> int:
         args.out.write_text(json.dumps(out, indent=1) + "\n")
 
     entry = {"dtype": "auto" if args.tiny else "bfloat16", "max_batch_size": args.streams,
-             "max_input_tokens": args.prompt_tokens, "max_new_tokens": args.steps}
+             "max_input_tokens": args.prompt_tokens, "max_new_tokens": args.steps,
+             "cuda_graphs": not args.no_graphs}
     registry = write_registry(workdir / "bench.toml", workdir / "model", entry)
     served(registry, args, vocab, out)
     text = json.dumps(out, indent=1)
