@@ -156,7 +156,9 @@ def _why_no_graphs(model: LoadedModel, on_one_gpu: bool) -> str:
 def _add_static_steps(model: LoadedModel, runner: PoolRunner, capture: bool) -> str:
     """Give `runner` its static decode steps (captured on a GPU); why not, if they fail."""
     try:
-        runner.graphs = decode_graphs.build(runner.model, runner.pool, runner.layer_of, runner.device,
+        # The layers' own device (always indexed, "cuda:0"): the attention looks its step's
+        # metadata up by the device its tensors are on.
+        runner.graphs = decode_graphs.build(runner.model, runner.pool, runner.layer_of, runner.pool.devices[0],
                                             runner.pool.shape.slots, runner.logits_to_keep, capture)
         return ""
     except (torch.OutOfMemoryError, MemoryError):
