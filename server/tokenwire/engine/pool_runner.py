@@ -111,7 +111,8 @@ class PoolRunner:
         self._check_rows(row + 1, chunk_pending=False)
         if row != self.staging_slot:
             self.pool.copy_slots([row], [self.staging_slot], self.chunk_tokens)
-            self._occupy(row, self.chunk_tokens, self.chunk_tokens)
+        self._occupy(row, self.chunk_tokens, self.chunk_tokens)  # (in place too: an earlier, longer
+        # prompt may have left data past this one in the staging slot)
         self.lengths.append(self.chunk_tokens)
         self.chunk_tokens = 0
 
