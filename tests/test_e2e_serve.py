@@ -97,6 +97,32 @@ def test_cli_generate_stream_prints_tokens_as_they_come(served: ServeProcess) ->
     assert sum(len(m.get("tokenIds", [])) for m in messages) == 4
 
 
+def _first_line_then_close(*args: str) -> tuple[bytes, bytes, int]:
+    """Run the CLI, read its first line and close the pipe, as `... | head -1` does."""
+    proc = subprocess.Popen([TOKENWIRE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=60)
+    return first, err, proc.returncode
+
+
+def test_cli_output_into_a_closed_pipe_stops_quietly(served: ServeProcess) -> None:
+    """`tokenwire ... | head -1`: one line out, no traceback, and the exit status of a tool
+    that SIGPIPE ended (141). Tokenizing a long text prints far more than a pipe buffers, so the
+    CLI is still writing when the reader goes away."""
+    first, err, code = _first_line_then_close("tokenize", "--target", served.target, "--model", "llama",
+                                              "hello world " * 5000)
+    assert first.strip() and b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
+    assert code == 141
+    # a stream: it may finish before the reader leaves (0) or not (141); never a traceback
+    first, err, code = _first_line_then_close("generate", "--target", served.target, "--model", "llama",
+                                              "--stream", "--json", "--max-new-tokens", "32", "--ignore-eos",
+                                              "Once upon a time")
+    assert json.loads(first)["tokenIds"] and code in (0, 141)
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
+
+
 def test_cli_picks_a_model_for_the_task_when_none_is_named(served: ServeProcess) -> None:
     generated = json.loads(cli("generate", "--target", served.target, "--json", "--max-new-tokens", "3", "hi").stdout)
     assert generated["model"] == "llama"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import mimetypes
+import os
+import signal
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -47,6 +49,11 @@ def _run(call: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
             for field, description in field_violations(err):
                 print(f"  field {field}: {description}", file=sys.stderr)
             return 1
+        except BrokenPipeError:
+            # The reader went away (`... | head -1`): stop quietly, as Unix tools do when SIGPIPE
+            # ends them. Point stdout at /dev/null so the interpreter's final flush cannot raise.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 128 + signal.SIGPIPE
     return wrapped
 
 
@@ -131,7 +138,8 @@ def _generation_fields(args: argparse.Namespace) -> dict[str, Any]:
     for name in ("temperature", "top_k", "top_p", "min_p", "typical_p", "repetition_penalty", "seed"):
         if getattr(args, name) is not None:
             setattr(sampling, name, getattr(args, name))
-    stopping = common_pb2.StoppingParams(stop=args.stop or [])
+    stopping = common_pb2.StoppingParams(stop=args.stop or [], ignore_eos=args.ignore_eos,
+                                         min_new_tokens=args.min_new_tokens or 0)
     if args.max_new_tokens is not None:
         stopping.max_new_tokens = args.max_new_tokens
     beam = common_pb2.BeamParams()
@@ -256,6 +264,8 @@ def _embed(args: argparse.Namespace) -> int:
 def _generation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stream", action="store_true", help="print tokens as they arrive")
     p.add_argument("--max-new-tokens", type=int)
+    p.add_argument("--min-new-tokens", type=int, help="no end of sequence before this many tokens")
+    p.add_argument("--ignore-eos", action="store_true", help="go on past end-of-sequence tokens")
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
     p.add_argument("--temperature", type=float)
     p.add_argument("--top-k", type=int)
