@@ -89,9 +89,9 @@ class ModelSpec:
     max_queue: int = 256
     trust_remote_code: bool = False
     allow_pickle_weights: bool = False
+    """Also load pickled (.bin / .pt) weights, which run code when loaded; off: safetensors only."""
     adapter: str | None = None
     """A LoRA adapter directory (peft), merged into the weights at load time."""
-    """Also load pickled (.bin / .pt) weights, which run code when loaded; off: safetensors only."""
     revision: str | None = None
 
 

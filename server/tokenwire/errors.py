@@ -70,10 +70,6 @@ class Unauthenticated(TokenwireError):
     code = grpc.StatusCode.UNAUTHENTICATED
 
 
-class Unimplemented(TokenwireError):
-    code = grpc.StatusCode.UNIMPLEMENTED
-
-
 @dataclass
 class ConfigError(Exception):
     """The model registry file is wrong; the server refuses to start and says where."""

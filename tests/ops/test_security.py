@@ -9,7 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2
-from harness import ServeProcess
+from harness import ServeProcess, wait_serving
 
 from tokenwire.client import Client
 from tokenwire.v1 import models_pb2
@@ -86,8 +86,11 @@ def test_bearer_tokens(tmp_path: Path, demo_models_dir: Path) -> None:
             with pytest.raises(grpc.RpcError) as err:
                 list_models(anonymous)
             assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
-            # health and reflection stay open by default (load balancers, grpcurl list)
-            assert anonymous.health.Check(health_pb2.HealthCheckRequest(service="")).status >= 0
+            # health and reflection stay open by default (load balancers, grpcurl list): the
+            # anonymous client sees the server turn SERVING
+            wait_serving(anonymous)
+            reply = anonymous.health.Check(health_pb2.HealthCheckRequest(service=""))
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
         with Client(proc.target, token="wrong") as wrong:
             with pytest.raises(grpc.RpcError) as err:
                 list_models(wrong)

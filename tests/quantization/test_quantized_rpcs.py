@@ -1,8 +1,6 @@
 """Every RPC a quantized model's tasks allow still answers, for every demo model and scheme.
 
-The RPCs are a table (task → request builder and reply check): a new RPC is one row. RPCs the
-running build still answers UNIMPLEMENTED for are skipped, not failed, so the table can list the
-whole protocol ahead of the engines.
+The RPCs are a table (task → request builder and reply check): a new RPC is one row.
 """
 
 from __future__ import annotations
@@ -12,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 import pytest
 from quant_support import SCHEMES, image, quantized_name
 
@@ -110,12 +107,7 @@ CASES = [pytest.param(quantized_name(model, scheme), rpc, id=f"{quantized_name(m
 
 @pytest.mark.parametrize(("model", "rpc"), CASES)
 def test_rpc_answers_on_quantized_model(qclient: Client, model: str, rpc: Rpc) -> None:
-    try:
-        reply = rpc.call(qclient, model)
-    except grpc.RpcError as exc:
-        if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
-            pytest.skip(f"{rpc.name} is not implemented in this build")
-        raise
+    reply = rpc.call(qclient, model)
     assert rpc.check(reply), reply
 
 

@@ -108,9 +108,6 @@ class BatchSampler:
         """Tokens generated so far for the row (its RNG position)."""
         return int(self._core.generated(self._rows[key].slot))
 
-    def seed(self, key: Hashable) -> int:
-        return self._rows[key].seed
-
     def stages(self, key: Hashable) -> list[str]:
         """The row's chain, in pipeline order (neutral stages are absent)."""
         return list(self._core.stage_names(self._rows[key].slot))

@@ -91,7 +91,6 @@ class GenerationRequest:
         self.arrival = time.monotonic()
         self.admitted_at: float | None = None
         self.first_token_at: float | None = None
-        self.finished_at: float | None = None
 
     def cancel(self) -> None:
         self.cancelled = True

@@ -32,7 +32,7 @@ from . import quantization as qz
 from .adapters import merge_adapter
 from .generation_config import lenient_generation_config
 from .load_error import ModelLoadError
-from .placement import Reservation
+from .loaded_model import LoadedModel
 
 log = logging.getLogger(__name__)
 # Progress bars in a server log are noise (one per checkpoint shard, redrawn in place).
@@ -57,46 +57,6 @@ _CONTEXT_ATTRS = ("max_position_embeddings", "n_positions", "max_sequence_length
 
 
 __all__ = ["LoadedModel", "ModelLoadError", "load_model", "read_architecture", "resolve_tasks"]
-
-
-@dataclass
-class LoadedModel:
-    """Everything a task runner needs from one registry entry, ready to serve."""
-
-    spec: ModelSpec
-    tasks: tuple[Task, ...]
-    architecture: str
-    config: PretrainedConfig
-    tokenizer: Any
-    processor: Any | None
-    modules: dict[Task, torch.nn.Module]
-    max_total_tokens: int
-    max_input_tokens: int
-    dtype: str
-    device_map: dict[str, str] = field(default_factory=dict)
-    """Module → device label ("cpu", "cuda:0", "disk"); "" is the whole model."""
-    memory_bytes: int = 0
-    quantization: str = "none"
-    """Effective scheme: the registry's, or the one a pre-quantized checkpoint was saved with."""
-    unquantized_modules: tuple[str, ...] = ()
-    """Modules (patterns) bitsandbytes leaves in full precision; empty when not quantized."""
-    placement: str = ""
-    """How the device map was made: a device ("cpu", "cuda:0"), a strategy, or "explicit"."""
-    memory_per_device: dict[str, int] = field(default_factory=dict)
-    """Device label → bytes of weights (and buffers) loaded there."""
-    reserved_per_device: dict[str, int] = field(default_factory=dict)
-    """Device label → bytes the plan keeps free for KV cache, activations and logits."""
-    reservation: Reservation | None = None
-
-    vocab_size: int = 0
-    """Ids the tokenizer can decode; the model's output layer may be larger."""
-    special_token_ids: dict[str, list[int]] = field(default_factory=dict)
-    """bos/eos/pad/unk/mask/sep/cls → ids (eos may be several: generation_config's too)."""
-    special_tokens: dict[str, str] = field(default_factory=dict)
-    """"bos_token", "mask_token", … (and "image_token") → the token's text."""
-
-    def first_module(self) -> torch.nn.Module:
-        return next(iter(self.modules.values()))
 
 
 _SPECIAL_ROLES = ("bos", "eos", "pad", "unk", "mask", "sep", "cls")
@@ -145,7 +105,7 @@ def read_architecture(spec: ModelSpec) -> tuple[PretrainedConfig, str]:
 
 def _open_clip_config(spec: ModelSpec) -> PretrainedConfig | None:
     """For a native open_clip directory (no config.json): a config carrying its embed_dim."""
-    from ..multimodal.open_clip import CONFIG_FILE, is_open_clip_checkpoint
+    from ..multimodal.open_clip import CONFIG_FILE, DEFAULT_CONTEXT_LENGTH, is_open_clip_checkpoint
 
     if not spec.is_local or not is_open_clip_checkpoint(spec.path):
         return None
@@ -154,7 +114,7 @@ def _open_clip_config(spec: ModelSpec) -> PretrainedConfig | None:
         text_cfg = model_cfg.get("text_cfg", {})
         config = PretrainedConfig()
         config.projection_dim = int(model_cfg["embed_dim"])
-        config.max_position_embeddings = int(text_cfg.get("context_length", 77))
+        config.max_position_embeddings = int(text_cfg.get("context_length", DEFAULT_CONTEXT_LENGTH))
         return config
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelLoadError(f"model {spec.name!r}: cannot read {CONFIG_FILE} in {spec.path}: {exc}") from exc

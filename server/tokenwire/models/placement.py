@@ -64,9 +64,10 @@ log = logging.getLogger(__name__)
 Device = int | str
 """accelerate's device keys: a GPU index, "cpu", "disk" (or "mps")."""
 _FAKE = "_tokenwire_planned"  # meta buffer carrying planned bytes that are not weights
-# accelerate counts those meta buffers as "buffers of offloaded layers" and warns about them.
-warnings.filterwarnings("ignore", message=r"Current model requires \d+ bytes of buffer for offloaded layers")
 _OFFLOAD = ("cpu", "disk")
+PLAN_ROUNDS = 8
+"""Rounds of planning, each making room on the execution GPU for what the last one offloaded
+(their KV cache, logits, full-precision copies); it settles in two or three."""
 
 
 def parse_device(value: str | int) -> Device:
@@ -337,7 +338,11 @@ def _quiet_accelerate() -> Iterator[None]:
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        yield
+        with warnings.catch_warnings():
+            # accelerate counts the reservation's meta buffers as "buffers of offloaded layers"
+            # and warns about them; only here, not for the whole process.
+            warnings.filterwarnings("ignore", message=r"Current model requires \d+ bytes of buffer for offloaded layers")
+            yield
     finally:
         logger.setLevel(level)
 
@@ -423,7 +428,7 @@ def plan_strategy(shape: Shape, strategy: str, budgets: dict[Device, int]) -> di
         base[device] = max(0, base[device] - shape.reserve.activations)
     extra: dict[int, int] = {}
     with _quiet_accelerate():
-        for _ in range(8):
+        for _ in range(PLAN_ROUNDS):
             caps = {d: max(0, v - extra.get(d, 0)) if isinstance(d, int) else v for d, v in base.items()}
             device_map = _infer(shape, caps)
             if strategy != "sequential" and len(gpus) > 1:
@@ -553,7 +558,7 @@ def _no_fit(spec: ModelSpec, shape: Shape, plan: Plan, what: str) -> str:
     key = "max_memory" if spec.max_memory else "device_map"
     weights = sum(v for k, v in plan.weights.items())
     fixes = ["raise max_memory (or add cpu / disk to it)"]
-    if spec.device_map not in ("auto", "balanced", "balanced_low_0", "sequential"):
+    if spec.device_map not in DEVICE_MAP_STRATEGIES:
         fixes.append("spread it over devices with device_map = \"auto\"")
     if not shape.q.active:
         fixes.append("set quantization = \"nf4\" or \"int8\"")

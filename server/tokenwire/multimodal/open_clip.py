@@ -26,10 +26,13 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ..models.loader import LoadedModel, ModelLoadError
+from ..models.load_error import ModelLoadError
+from ..models.loaded_model import LoadedModel
 
 CONFIG_FILE = "open_clip_config.json"
 WEIGHTS_FILE = "open_clip_model.safetensors"
+DEFAULT_CONTEXT_LENGTH = 77
+"""Text tokens a CLIP text tower reads when its config does not say (open_clip's default)."""
 # create_model_from_pretrained keyword ← preprocess_cfg key.
 _PREPROCESS_KWARGS = {"mean": "image_mean", "std": "image_std", "interpolation": "image_interpolation",
                       "resize_mode": "image_resize_mode"}
@@ -81,7 +84,7 @@ def load_open_clip(path: str | Path, device: str = "cpu", precision: str = "fp32
     except Exception as exc:
         raise ModelLoadError(f"open_clip cannot load {root}: {exc}") from exc
     tokenizer = open_clip.get_tokenizer(name)
-    context_length = int(model_cfg.get("text_cfg", {}).get("context_length", 77))
+    context_length = int(model_cfg.get("text_cfg", {}).get("context_length", DEFAULT_CONTEXT_LENGTH))
     return OpenClipBundle(model.eval(), preprocess, tokenizer, context_length, int(model_cfg["embed_dim"]))
 
 

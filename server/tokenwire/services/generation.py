@@ -104,7 +104,7 @@ async def events_of(job: GenerationRequest) -> AsyncGenerator[Event, None]:
 async def collect(job: GenerationRequest, context: grpc.aio.ServicerContext, model_name: str) -> generation_pb2.GenerateResponse:
     """Wait for every sequence of `job`; cancel it if the caller goes away first."""
     params = job.params
-    builders = [SequenceBuilder(params) for _ in range(params.n)]
+    builders = [SequenceBuilder() for _ in range(params.n)]
     async with aclosing(events_of(job)) as events:
         async for event in events:
             if isinstance(event, SequenceDelta):
@@ -132,7 +132,7 @@ async def relay(job: GenerationRequest, model_name: str) -> AsyncGenerator[gener
     async with aclosing(events_of(job)) as events:
         async for event in events:
             if isinstance(event, SequenceDelta):
-                message = stream_message(event, params)
+                message = stream_message(event)
                 if first:
                     message.model = model_name
                     if params.method is Method.SAMPLE and job.seed is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ..engine.params import GenerationParams
 from ..engine.request import Finished, FinishReason, SequenceDelta, TokenInfo
 from ..v1 import common_pb2, generation_pb2
 
@@ -28,7 +27,7 @@ def usage(event: Finished) -> common_pb2.Usage:
                             total_tokens=event.prompt_tokens + event.completion_tokens)
 
 
-def stream_message(delta: SequenceDelta, params: GenerationParams) -> generation_pb2.GenerateStreamResponse:
+def stream_message(delta: SequenceDelta) -> generation_pb2.GenerateStreamResponse:
     message = generation_pb2.GenerateStreamResponse(
         index=delta.index, text=delta.text, token_ids=delta.token_ids,
         logprobs=[token_logprob(i) for i in delta.logprobs])
@@ -45,8 +44,7 @@ def stream_message(delta: SequenceDelta, params: GenerationParams) -> generation
 class SequenceBuilder:
     """Accumulates one sequence's deltas into a Sequence (unary responses)."""
 
-    def __init__(self, params: GenerationParams) -> None:
-        self._params = params
+    def __init__(self) -> None:
         self._text: list[str] = []
         self._sequence = common_pb2.Sequence()
 
