@@ -13,7 +13,7 @@ PORT        ?= 50051
 BUF         := npx --yes @bufbuild/buf@1.47.2
 PKG_SOURCES := $(shell find server csrc proto -type f \( -name '*.py' -o -name '*.cpp' -o -name '*.h' -o -name '*.proto' -o -name 'CMakeLists.txt' \) 2>/dev/null) CMakeLists.txt pyproject.toml
 
-.PHONY: all install serve test test-cpp test-py lint-proto typecheck clean
+.PHONY: all install serve test test-cpp test-py lint-py lint-proto typecheck clean
 
 all: install
 
@@ -36,7 +36,7 @@ install: $(PKG_STAMP)
 serve: install
 	$(BIN)/tokenwire serve --demo --host $(HOST) --port $(PORT)
 
-test: install typecheck test-cpp lint-proto breaking-proto test-py test-clients ghz-smoke
+test: install lint-py typecheck test-cpp lint-proto breaking-proto test-py test-clients ghz-smoke
 
 test-cpp:
 	cmake -S csrc -B build/cpp -G Ninja -DTOKENWIRE_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -46,6 +46,11 @@ test-cpp:
 lint-proto:
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
+
+# ruff: lint (rules in pyproject.toml) and the formatter's check, over the Python tree.
+lint-py: $(DEPS_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # pytest exits 5 when it collects nothing; that is a failure here too (any non-zero is).
 test-py: install

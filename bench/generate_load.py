@@ -66,11 +66,21 @@ SIZES = {
     "1b": (2048, 16, 32, 8, 8192, 128256),
 }
 PROMPTS = [
-    "The history of the city begins", "In a quiet village by the sea", "Write a short note about",
-    "Explain how a compiler works", "Once upon a time there was", "The results of the experiment show",
-    "Dear colleagues, I am writing", "A recipe for a simple bread", "The weather forecast for tomorrow",
-    "Chapter one: the arrival", "Key points of the meeting were", "The best way to learn a language",
-    "Our quarterly report indicates", "Instructions for assembling the", "The old lighthouse keeper said",
+    "The history of the city begins",
+    "In a quiet village by the sea",
+    "Write a short note about",
+    "Explain how a compiler works",
+    "Once upon a time there was",
+    "The results of the experiment show",
+    "Dear colleagues, I am writing",
+    "A recipe for a simple bread",
+    "The weather forecast for tomorrow",
+    "Chapter one: the arrival",
+    "Key points of the meeting were",
+    "The best way to learn a language",
+    "Our quarterly report indicates",
+    "Instructions for assembling the",
+    "The old lighthouse keeper said",
     "Summary of the discussion about",
 ]
 
@@ -90,9 +100,18 @@ def build_model(root: Path, size: str, device: str = "cpu") -> Path:
     # Pad the tokenizer so every id the model can emit is a real token (as with real models).
     tok.add_tokens([f"<extra_{i}>" for i in range(vocab - len(tok))])
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
-                         num_attention_heads=heads, num_key_value_heads=kv, max_position_embeddings=4096,
-                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=inter,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv,
+        max_position_embeddings=4096,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     with torch.device(device):  # random init of 1B weights is seconds on a GPU, a minute on a CPU
         model = LlamaForCausalLM(config)
     model.to(torch.bfloat16 if size == "1b" else torch.float32)
@@ -114,8 +133,10 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 # --- transformers baseline ----------------------------------------------------------------
 
-def baseline(model_dir: Path, prompts: list[str], new_tokens: int | list[int], device: str, beams: int,
-             batched: bool = False) -> dict[str, float]:
+
+def baseline(
+    model_dir: Path, prompts: list[str], new_tokens: int | list[int], device: str, beams: int, batched: bool = False
+) -> dict[str, float]:
     """generate() on each prompt in turn (new_tokens: one count for all, or one per prompt), or,
     with batched=True, on all prompts as one left-padded greedy batch of new_tokens each."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -139,7 +160,7 @@ def baseline(model_dir: Path, prompts: list[str], new_tokens: int | list[int], d
         else:
             kwargs.update(do_sample=False)
         with torch.inference_mode():
-            out = model.generate(**ids, **kwargs)
+            out = model.generate(**ids, **kwargs)  # noqa: F821 (deleted after the runs, to free its memory)
         return int((out.shape[1] - ids["input_ids"].shape[1]) * out.shape[0])
 
     one(0, prompts if batched else prompts[0], counts[0])  # warm-up (the first generate() in a process is slow)
@@ -162,11 +183,14 @@ def baseline(model_dir: Path, prompts: list[str], new_tokens: int | list[int], d
 
 # --- tokenwire under load ----------------------------------------------------------------
 
+
 def write_config(model_dir: Path, device: str, max_batch: int, new_tokens: int) -> Path:
     config = Path(tempfile.mkdtemp()) / "bench.toml"
     device_line = 'device_map = "cuda:0"\n' if device == "cuda" else 'device_map = "cpu"\n'
-    config.write_text(f'[[models]]\nname = "bench"\npath = "{model_dir}"\n{device_line}'
-                      f"max_batch_size = {max_batch}\nmax_new_tokens = {max(new_tokens, 16)}\n")
+    config.write_text(
+        f'[[models]]\nname = "bench"\npath = "{model_dir}"\n{device_line}'
+        f"max_batch_size = {max_batch}\nmax_new_tokens = {max(new_tokens, 16)}\n"
+    )
     return config
 
 
@@ -186,23 +210,39 @@ async def wait_ready(target: str) -> None:
     raise RuntimeError("server never became healthy")
 
 
-def make_request(i: int, prompt: str, new_tokens: int, beams: int,
-                 greedy: bool = False) -> generation_pb2.GenerateRequest:
+def make_request(
+    i: int, prompt: str, new_tokens: int, beams: int, greedy: bool = False
+) -> generation_pb2.GenerateRequest:
     stopping = common_pb2.StoppingParams(max_new_tokens=new_tokens, ignore_eos=True)
     if beams > 1:
-        return generation_pb2.GenerateRequest(model="bench", prompt=prompt, stopping=stopping,
-                                              method=common_pb2.DECODING_METHOD_BEAM_SEARCH,
-                                              beam=common_pb2.BeamParams(num_beams=beams))
+        return generation_pb2.GenerateRequest(
+            model="bench",
+            prompt=prompt,
+            stopping=stopping,
+            method=common_pb2.DECODING_METHOD_BEAM_SEARCH,
+            beam=common_pb2.BeamParams(num_beams=beams),
+        )
     if i % 2 and not greedy:
-        return generation_pb2.GenerateRequest(model="bench", prompt=prompt, stopping=stopping,
-                                              method=common_pb2.DECODING_METHOD_SAMPLE,
-                                              sampling=common_pb2.SamplingParams(temperature=0.8, top_k=50, top_p=0.9, seed=i))
-    return generation_pb2.GenerateRequest(model="bench", prompt=prompt, stopping=stopping,
-                                          method=common_pb2.DECODING_METHOD_GREEDY)
+        return generation_pb2.GenerateRequest(
+            model="bench",
+            prompt=prompt,
+            stopping=stopping,
+            method=common_pb2.DECODING_METHOD_SAMPLE,
+            sampling=common_pb2.SamplingParams(temperature=0.8, top_k=50, top_p=0.9, seed=i),
+        )
+    return generation_pb2.GenerateRequest(
+        model="bench", prompt=prompt, stopping=stopping, method=common_pb2.DECODING_METHOD_GREEDY
+    )
 
 
-async def load(target: str, prompts: list[str], new_tokens: int | list[int], beams: int,
-               arrivals: list[float] | None = None, greedy: bool = False) -> dict[str, Any]:
+async def load(
+    target: str,
+    prompts: list[str],
+    new_tokens: int | list[int],
+    beams: int,
+    arrivals: list[float] | None = None,
+    greedy: bool = False,
+) -> dict[str, Any]:
     """All prompts at once, or request i `arrivals[i]` seconds after the first; the wall time runs
     from the first request's start to the last one's finish, TTFT from each request's own start."""
     counts = new_tokens if isinstance(new_tokens, list) else [new_tokens] * len(prompts)
@@ -234,8 +274,13 @@ async def load(target: str, prompts: list[str], new_tokens: int | list[int], bea
         delays = arrivals or [0.0] * len(prompts)
         await asyncio.gather(*(one(stub, i, p, delays[i]) for i, p in enumerate(prompts)))
         wall = time.perf_counter() - start
-    return {"tokens_per_s": round(tokens / wall, 2), "wall_s": round(wall, 3), "tokens": tokens,
-            "ttft_ms": percentiles(ttft), "itl_ms": percentiles(itl)}
+    return {
+        "tokens_per_s": round(tokens / wall, 2),
+        "wall_s": round(wall, 3),
+        "tokens": tokens,
+        "ttft_ms": percentiles(ttft),
+        "itl_ms": percentiles(itl),
+    }
 
 
 def main() -> None:
@@ -270,9 +315,13 @@ def main() -> None:
     model_dir = build_model(Path(args.cache).resolve(), args.size, args.device)
 
     result: dict[str, Any] = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cpus" + (f", {torch.cuda.get_device_name()}" if args.device == "cuda" else ""),
-        "model": dict(zip(("hidden", "layers", "heads", "kv_heads", "intermediate", "vocab"), SIZES[args.size])),
-        "requests": args.requests, "new_tokens": args.new_tokens,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cpus"
+        + (f", {torch.cuda.get_device_name()}" if args.device == "cuda" else ""),
+        "model": dict(
+            zip(("hidden", "layers", "heads", "kv_heads", "intermediate", "vocab"), SIZES[args.size], strict=True)
+        ),
+        "requests": args.requests,
+        "new_tokens": args.new_tokens,
     }
     result["transformers"] = baseline(model_dir, prompts, args.new_tokens, args.device, beams=1)
     beam_base = baseline(model_dir, prompts, args.new_tokens, args.device, beams=args.beams)
@@ -295,24 +344,37 @@ def main() -> None:
     finally:
         server.stop()
     result["ratio"] = round(result["tokenwire"]["tokens_per_s"] / result["transformers"]["tokens_per_s"], 2)
-    result["beam"] = {"num_beams": args.beams, "tokenwire_tokens_per_s": beam_tw["tokens_per_s"],
-                      "transformers_tokens_per_s": beam_base["tokens_per_s"],
-                      "tokenwire_wall_s": beam_tw["wall_s"], "transformers_wall_s": beam_base["wall_s"]}
+    result["beam"] = {
+        "num_beams": args.beams,
+        "tokenwire_tokens_per_s": beam_tw["tokens_per_s"],
+        "transformers_tokens_per_s": beam_base["tokens_per_s"],
+        "tokenwire_wall_s": beam_tw["wall_s"],
+        "transformers_wall_s": beam_base["wall_s"],
+    }
     result["beam_ratio"] = round(beam_tw["tokens_per_s"] / beam_base["tokens_per_s"], 2)
     if not args.skip_churn:
-        result["churn"] = {"requests": args.churn_requests, "arrival_interval_s": args.churn_interval,
-                           "new_tokens_range": list(churn_range), "tokens": churn_tw["tokens"],
-                           "tokenwire_tokens_per_s": churn_tw["tokens_per_s"],
-                           "transformers_tokens_per_s": churn_base["tokens_per_s"],
-                           "tokenwire_wall_s": churn_tw["wall_s"], "transformers_wall_s": churn_base["wall_s"],
-                           "ttft_ms": churn_tw["ttft_ms"]}
+        result["churn"] = {
+            "requests": args.churn_requests,
+            "arrival_interval_s": args.churn_interval,
+            "new_tokens_range": list(churn_range),
+            "tokens": churn_tw["tokens"],
+            "tokenwire_tokens_per_s": churn_tw["tokens_per_s"],
+            "transformers_tokens_per_s": churn_base["tokens_per_s"],
+            "tokenwire_wall_s": churn_tw["wall_s"],
+            "transformers_wall_s": churn_base["wall_s"],
+            "ttft_ms": churn_tw["ttft_ms"],
+        }
         result["churn_ratio"] = round(churn_tw["tokens_per_s"] / churn_base["tokens_per_s"], 2)
     if not args.skip_static:
-        result["static"] = {"requests": args.requests, "new_tokens": args.new_tokens,
-                            "tokenwire_tokens_per_s": static_tw["tokens_per_s"],
-                            "transformers_tokens_per_s": static_base["tokens_per_s"],
-                            "tokenwire_wall_s": static_tw["wall_s"], "transformers_wall_s": static_base["wall_s"],
-                            "ttft_ms": static_tw["ttft_ms"]}
+        result["static"] = {
+            "requests": args.requests,
+            "new_tokens": args.new_tokens,
+            "tokenwire_tokens_per_s": static_tw["tokens_per_s"],
+            "transformers_tokens_per_s": static_base["tokens_per_s"],
+            "tokenwire_wall_s": static_tw["wall_s"],
+            "transformers_wall_s": static_base["wall_s"],
+            "ttft_ms": static_tw["ttft_ms"],
+        }
         result["static_ratio"] = round(static_tw["tokens_per_s"] / static_base["tokens_per_s"], 2)
     result["cudnn_sdpa"] = bool(torch.backends.cuda.cudnn_sdp_enabled()) if args.device == "cuda" else None
     print(json.dumps(result, indent=None if args.json else 2))

@@ -40,6 +40,7 @@ GiB = 2**30
 
 # --- the model --------------------------------------------------------------------------------
 
+
 def build_model(path: Path, tiny: bool) -> dict[str, Any]:
     """A random Llama checkpoint with the demo tokenizer (its vocabulary may be smaller than the
     model's: the server never samples beyond the tokenizer; generate() does, which costs the
@@ -49,42 +50,79 @@ def build_model(path: Path, tiny: bool) -> dict[str, Any]:
     from tokenwire.models.demo_tokenizers import llama_tokenizer
 
     tok = llama_tokenizer()
-    shape = (dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048)
-             if tiny else
-             dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-                  num_attention_heads=32, num_key_value_heads=8, head_dim=64,
-                  max_position_embeddings=131072, rope_theta=500000.0))
-    config = LlamaConfig(**shape, tie_word_embeddings=not tiny, bos_token_id=tok.bos_token_id,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    shape = (
+        dict(
+            vocab_size=len(tok),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=2048,
+        )
+        if tiny
+        else dict(
+            vocab_size=128256,
+            hidden_size=2048,
+            intermediate_size=8192,
+            num_hidden_layers=16,
+            num_attention_heads=32,
+            num_key_value_heads=8,
+            head_dim=64,
+            max_position_embeddings=131072,
+            rope_theta=500000.0,
+        )
+    )
+    config = LlamaConfig(
+        **shape,
+        tie_word_embeddings=not tiny,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     started = time.perf_counter()
     torch.manual_seed(0)
     device = "cuda" if torch.cuda.is_available() and not tiny else "cpu"
     with torch.device(device):
         model = LlamaForCausalLM(config)
     model = model.to(torch.float32 if tiny else torch.bfloat16)
-    model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                               pad_token_id=tok.pad_token_id)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id
+    )
     model.save_pretrained(path)
     tok.save_pretrained(path)
     params = sum(p.numel() for p in model.parameters())
     del model
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    return {"parameters": params, "tokenizer_vocab": len(tok), "build_s": round(time.perf_counter() - started, 2),
-            "bos": tok.bos_token_id, "pad": tok.pad_token_id}
+    return {
+        "parameters": params,
+        "tokenizer_vocab": len(tok),
+        "build_s": round(time.perf_counter() - started, 2),
+        "bos": tok.bos_token_id,
+        "pad": tok.pad_token_id,
+    }
 
 
 def registry_entry(config: str, tiny: bool, streams: int, prompt_tokens: int, new_tokens: int) -> dict[str, Any]:
     """The [[models]] keys of one configuration (besides name and path)."""
-    entry: dict[str, Any] = {"dtype": "auto" if tiny else "bfloat16", "max_batch_size": streams,
-                             "max_input_tokens": prompt_tokens, "max_new_tokens": new_tokens}
+    entry: dict[str, Any] = {
+        "dtype": "auto" if tiny else "bfloat16",
+        "max_batch_size": streams,
+        "max_input_tokens": prompt_tokens,
+        "max_new_tokens": new_tokens,
+    }
     if config in ("nf4", "int8"):
         entry["quantization"] = config
     if config == "split":
         if tiny:  # no GPU: half the layers and the output layer from disk
-            entry["device_map"] = {"model.embed_tokens": "cpu", "model.layers.0": "cpu", "model.layers.1": "disk",
-                                   "model.norm": "cpu", "lm_head": "disk"}
+            entry["device_map"] = {
+                "model.embed_tokens": "cpu",
+                "model.layers.0": "cpu",
+                "model.layers.1": "disk",
+                "model.norm": "cpu",
+                "lm_head": "disk",
+            }
         else:  # ~2 GiB on the GPU (embedding, some layers, the reservation); the rest on the CPU
             entry["device_map"] = "auto"
             entry["max_memory"] = {"0": "2GiB", "cpu": "32GiB"}
@@ -106,6 +144,7 @@ def write_registry(path: Path, model_dir: Path, entry: dict[str, Any]) -> Path:
 
 # --- the server -------------------------------------------------------------------------------
 
+
 class Server:
     """`tokenwire serve --config FILE --port 0` in a subprocess, as a user runs it."""
 
@@ -114,8 +153,12 @@ class Server:
         command = [str(exe)] if exe.exists() else [sys.executable, "-m", "tokenwire.cli"]
         self.started = time.perf_counter()
         extra = ["--metrics-port", "0"] if metrics else []
-        self.proc = subprocess.Popen([*command, "--log-level", "WARNING", "serve", "--config", str(registry),
-                                      "--port", "0", *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(
+            [*command, "--log-level", "WARNING", "serve", "--config", str(registry), "--port", "0", *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         self.output: list[str] = []
         self.port = 0
         self.metrics_url = ""
@@ -162,8 +205,12 @@ def wait_ready(client: Any, timeout: float) -> Any:
 def gpu_memory_of(pid: int) -> int | None:
     """Bytes the process holds on the GPU (nvidia-smi), None where it cannot be read."""
     try:
-        out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=20).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return None
     rows = [line.split(",") for line in out.strip().splitlines() if "," in line]
@@ -182,7 +229,9 @@ def read_metrics(metrics_url: str) -> str:
 
 def peak_allocated(metrics_url: str) -> int | None:
     """tokenwire_gpu_memory_bytes{device="cuda:0",kind="peak_allocated"} from the server's /metrics."""
-    m = re.search(r'^tokenwire_gpu_memory_bytes\{device="cuda:0",kind="peak_allocated"\} (\S+)$', read_metrics(metrics_url), re.M)
+    m = re.search(
+        r'^tokenwire_gpu_memory_bytes\{device="cuda:0",kind="peak_allocated"\} (\S+)$', read_metrics(metrics_url), re.M
+    )
     return int(float(m.group(1))) if m else None
 
 
@@ -202,17 +251,24 @@ def serve_and_measure(registry: Path, meta: dict[str, Any], args: argparse.Names
             info = wait_ready(client, args.load_timeout)
             result["load_s"] = round(time.perf_counter() - server.started, 2)
             result["model_info"] = {
-                "dtype": info.dtype, "quantization": info.quantization, "placement": info.placement,
-                "device_map": dict(info.device_map), "memory_per_device": dict(info.memory_per_device),
+                "dtype": info.dtype,
+                "quantization": info.quantization,
+                "placement": info.placement,
+                "device_map": dict(info.device_map),
+                "memory_per_device": dict(info.memory_per_device),
                 "reserved_memory_per_device": dict(info.reserved_memory_per_device),
                 "kv_cache_reserved_bytes": info.kv_cache_reserved_bytes,
                 "memory_footprint_bytes": info.memory_footprint_bytes,
-                "unquantized_modules": list(info.unquantized_modules)}
+                "unquantized_modules": list(info.unquantized_modules),
+            }
 
             def generate(seed: int, new_tokens: int) -> tuple[int, float]:
                 stop = common_pb2.StoppingParams(max_new_tokens=new_tokens, ignore_eos=True)
-                request = generation_pb2.GenerateRequest(model="bench", stopping=stop,
-                                                         input_ids=prompt_ids(args.prompt_tokens, meta["tokenizer_vocab"], seed))
+                request = generation_pb2.GenerateRequest(
+                    model="bench",
+                    stopping=stop,
+                    input_ids=prompt_ids(args.prompt_tokens, meta["tokenizer_vocab"], seed),
+                )
                 first: float | None = None
                 count = 0
                 t0 = time.perf_counter()
@@ -226,8 +282,12 @@ def serve_and_measure(registry: Path, meta: dict[str, Any], args: argparse.Names
             t0 = time.perf_counter()
             count, ttft = generate(1, args.new_tokens)
             wall = time.perf_counter() - t0
-            result["server_batch1"] = {"tokens": count, "s": round(wall, 3), "tok_s": round(count / wall, 1),
-                                       "ttft_s": round(ttft, 3)}
+            result["server_batch1"] = {
+                "tokens": count,
+                "s": round(wall, 3),
+                "tok_s": round(count / wall, 1),
+                "ttft_s": round(ttft, 3),
+            }
             t0 = time.perf_counter()
             with ThreadPoolExecutor(args.streams) as pool:
                 outs = list(pool.map(lambda s: generate(100 + s, args.new_tokens), range(args.streams)))
@@ -235,8 +295,12 @@ def serve_and_measure(registry: Path, meta: dict[str, Any], args: argparse.Names
             total = sum(c for c, _ in outs)
             ttfts = sorted(t for _, t in outs)
             result[f"server_streams{args.streams}"] = {
-                "tokens": total, "s": round(wall, 3), "tok_s": round(total / wall, 1),
-                "ttft_p50_s": round(ttfts[len(ttfts) // 2], 3), "ttft_max_s": round(ttfts[-1], 3)}
+                "tokens": total,
+                "s": round(wall, 3),
+                "tok_s": round(total / wall, 1),
+                "ttft_p50_s": round(ttfts[len(ttfts) // 2], 3),
+                "ttft_max_s": round(ttfts[-1], 3),
+            }
             result["server_gpu_memory_bytes"] = gpu_memory_of(server.proc.pid) if torch.cuda.is_available() else None
             # torch's own peak in the server: compare with memory_per_device + reserved_memory_per_device
             result["server_peak_allocated_bytes"] = peak_allocated(server.metrics_url)
@@ -249,8 +313,10 @@ def serve_and_measure(registry: Path, meta: dict[str, Any], args: argparse.Names
 
 # --- transformers generate() with the same settings ------------------------------------------
 
-def hf_measure(model_dir: Path, entry: dict[str, Any], device_map: dict[str, str], meta: dict[str, Any],
-               args: argparse.Namespace) -> dict[str, Any]:
+
+def hf_measure(
+    model_dir: Path, entry: dict[str, Any], device_map: dict[str, str], meta: dict[str, Any], args: argparse.Namespace
+) -> dict[str, Any]:
     import transformers
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
@@ -265,11 +331,16 @@ def hf_measure(model_dir: Path, entry: dict[str, Any], device_map: dict[str, str
     quantization = entry.get("quantization")
     offloaded = on_gpu and any(v in ("cpu", "disk") for v in placement.values())
     if quantization == "int8":
-        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True, llm_int8_enable_fp32_cpu_offload=offloaded)
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_8bit=True, llm_int8_enable_fp32_cpu_offload=offloaded
+        )
     elif quantization in ("nf4", "fp4"):
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type=quantization, bnb_4bit_compute_dtype=dtype,
-            llm_int8_enable_fp32_cpu_offload=offloaded)
+            load_in_4bit=True,
+            bnb_4bit_quant_type=quantization,
+            bnb_4bit_compute_dtype=dtype,
+            llm_int8_enable_fp32_cpu_offload=offloaded,
+        )
     if "disk" in placement.values():
         kwargs["offload_folder"] = tempfile.mkdtemp(prefix="gpu-check-offload-")
     started = time.perf_counter()
@@ -278,14 +349,21 @@ def hf_measure(model_dir: Path, entry: dict[str, Any], device_map: dict[str, str
     first = next(p for p in model.parameters() if p.device.type != "meta").device
 
     def run(batch: int, new_tokens: int) -> tuple[int, float]:
-        ids = torch.tensor([prompt_ids(args.prompt_tokens, meta["tokenizer_vocab"], 200 + i) for i in range(batch)],
-                           device=first)
+        ids = torch.tensor(
+            [prompt_ids(args.prompt_tokens, meta["tokenizer_vocab"], 200 + i) for i in range(batch)], device=first
+        )
         if on_gpu:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         with torch.inference_mode():
-            gen = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
-                                 min_new_tokens=new_tokens, do_sample=False, pad_token_id=meta["pad"])
+            gen = model.generate(  # noqa: F821 (deleted after the runs, to free its memory)
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                pad_token_id=meta["pad"],
+            )
         if on_gpu:
             torch.cuda.synchronize()
         return (gen.shape[1] - ids.shape[1]) * batch, time.perf_counter() - t0
@@ -307,16 +385,25 @@ def hf_measure(model_dir: Path, entry: dict[str, Any], device_map: dict[str, str
 
 # --- main -------------------------------------------------------------------------------------
 
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="toy model on the CPU (smoke run)")
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated subset of {','.join(CONFIGS)}")
     parser.add_argument("--prompt-tokens", type=int, default=None, help="prompt length (default 128; tiny 16)")
-    parser.add_argument("--new-tokens", type=int, default=None, help="tokens generated per request (default 128; tiny 8)")
-    parser.add_argument("--streams", type=int, default=None, help="concurrent streams / generate() batch (default 16; tiny 4)")
+    parser.add_argument(
+        "--new-tokens", type=int, default=None, help="tokens generated per request (default 128; tiny 8)"
+    )
+    parser.add_argument(
+        "--streams", type=int, default=None, help="concurrent streams / generate() batch (default 16; tiny 4)"
+    )
     parser.add_argument("--no-generate", action="store_true", help="skip transformers' generate() baselines")
-    parser.add_argument("--deadline-s", type=float, default=480.0,
-                        help="skip configurations not started by then (default 480: fits a 10-minute device call)")
+    parser.add_argument(
+        "--deadline-s",
+        type=float,
+        default=480.0,
+        help="skip configurations not started by then (default 480: fits a 10-minute device call)",
+    )
     parser.add_argument("--load-timeout", type=float, default=300.0)
     parser.add_argument("--request-timeout", type=float, default=300.0)
     parser.add_argument("--out", type=Path, help="also write the JSON here")
@@ -342,10 +429,15 @@ def main(argv: list[str] | None = None) -> int:
     meta = build_model(model_dir, args.tiny)
     report: dict[str, Any] = {
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() and not args.tiny else "cpu",
-        "torch": torch.__version__, "tiny": args.tiny, "model": meta,
+        "torch": torch.__version__,
+        "tiny": args.tiny,
+        "model": meta,
         "cudnn_sdpa": bool(torch.backends.cuda.cudnn_sdp_enabled()) if torch.cuda.is_available() else None,
-        "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens, "streams": args.streams,
-        "configs": {}}
+        "prompt_tokens": args.prompt_tokens,
+        "new_tokens": args.new_tokens,
+        "streams": args.streams,
+        "configs": {},
+    }
     for version_of in ("transformers", "accelerate", "bitsandbytes"):
         try:
             report[version_of] = __import__(version_of).__version__
@@ -368,8 +460,11 @@ def main(argv: list[str] | None = None) -> int:
         report["total_s"] = round(time.perf_counter() - started, 1)
         if args.out:  # after each configuration: a run cut short still leaves its numbers
             args.out.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"[gpu_check] {config}: {json.dumps({k: v for k, v in result.items() if k != 'model_info'})}",
-              file=sys.stderr, flush=True)
+        print(
+            f"[gpu_check] {config}: {json.dumps({k: v for k, v in result.items() if k != 'model_info'})}",
+            file=sys.stderr,
+            flush=True,
+        )
     report["total_s"] = round(time.perf_counter() - started, 1)
     text = json.dumps(report, indent=2)
     print(text)

@@ -36,9 +36,14 @@ from gpu_check import Server  # noqa: E402
 def write_config(model_dir: Path, chunk: int) -> Path:
     config = Path(tempfile.mkdtemp()) / "interference.toml"
     entries = [("chunked", chunk), ("whole", 0)]
-    config.write_text("".join(f'[[models]]\nname = "{name}"\npath = "{model_dir}"\ndevice_map = "cpu"\n'
-                              f"max_batch_size = 16\nmax_input_tokens = 3584\nmax_new_tokens = 512\n"
-                              f"prefill_chunk_tokens = {size}\n\n" for name, size in entries))
+    config.write_text(
+        "".join(
+            f'[[models]]\nname = "{name}"\npath = "{model_dir}"\ndevice_map = "cpu"\n'
+            f"max_batch_size = 16\nmax_input_tokens = 3584\nmax_new_tokens = 512\n"
+            f"prefill_chunk_tokens = {size}\n\n"
+            for name, size in entries
+        )
+    )
     return config
 
 
@@ -52,8 +57,10 @@ def run(target: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
 
     def stream(i: int) -> None:
         request = generation_pb2.GenerateRequest(
-            model=model, input_ids=[5 + (i * 13 + k) % 300 for k in range(8)],
-            stopping=common_pb2.StoppingParams(max_new_tokens=args.new_tokens, ignore_eos=True))
+            model=model,
+            input_ids=[5 + (i * 13 + k) % 300 for k in range(8)],
+            stopping=common_pb2.StoppingParams(max_new_tokens=args.new_tokens, ignore_eos=True),
+        )
         first = True
         for message in client.generation.GenerateStream(request, timeout=600):
             if message.token_ids:
@@ -63,16 +70,21 @@ def run(target: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
                     started.wait()
 
     with Client(target) as client:
-        client.generation.Generate(generation_pb2.GenerateRequest(  # warm-up
-            model=model, input_ids=[5, 6, 7], stopping=common_pb2.StoppingParams(max_new_tokens=4)))
+        client.generation.Generate(
+            generation_pb2.GenerateRequest(  # warm-up
+                model=model, input_ids=[5, 6, 7], stopping=common_pb2.StoppingParams(max_new_tokens=4)
+            )
+        )
         threads = [threading.Thread(target=stream, args=(i,)) for i in range(args.streams)]
         for t in threads:
             t.start()
         started.wait()
         time.sleep(0.2)  # let them settle into steady decoding
         long = generation_pb2.GenerateRequest(
-            model=model, input_ids=[5 + (k * 7) % 300 for k in range(args.long_tokens)],
-            stopping=common_pb2.StoppingParams(max_new_tokens=1, ignore_eos=True))
+            model=model,
+            input_ids=[5 + (k * 7) % 300 for k in range(args.long_tokens)],
+            stopping=common_pb2.StoppingParams(max_new_tokens=1, ignore_eos=True),
+        )
         window["start"] = time.perf_counter()
         for message in client.generation.GenerateStream(long, timeout=600):
             if message.token_ids:
@@ -80,11 +92,19 @@ def run(target: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
                 break
         for t in threads:
             t.join()
-    gaps = [(b - a) * 1000 for times in arrivals for a, b in zip(times, times[1:])
-            if b >= window["start"] and a <= window["end"]]
-    return {"max_gap_ms": round(max(gaps), 1), "p99_gap_ms": percentiles(gaps)["p99"],
-            "p50_gap_ms": percentiles(gaps)["p50"], "long_ttft_ms": round((window["end"] - window["start"]) * 1000, 1),
-            "gaps": len(gaps)}
+    gaps = [
+        (b - a) * 1000
+        for times in arrivals
+        for a, b in zip(times, times[1:], strict=False)
+        if b >= window["start"] and a <= window["end"]
+    ]
+    return {
+        "max_gap_ms": round(max(gaps), 1),
+        "p99_gap_ms": percentiles(gaps)["p99"],
+        "p50_gap_ms": percentiles(gaps)["p50"],
+        "long_ttft_ms": round((window["end"] - window["start"]) * 1000, 1),
+        "gaps": len(gaps),
+    }
 
 
 def main() -> None:
@@ -101,11 +121,16 @@ def main() -> None:
     target = f"127.0.0.1:{server.port}"
     try:
         from tokenwire.client import Client
+
         with Client(target) as client:
             while not client.is_serving():
                 time.sleep(0.1)
-        result: dict[str, Any] = {"machine": f"{platform.machine()}, {os.cpu_count()} cpus", "streams": args.streams,
-                                  "long_tokens": args.long_tokens, "chunk": args.chunk}
+        result: dict[str, Any] = {
+            "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+            "streams": args.streams,
+            "long_tokens": args.long_tokens,
+            "chunk": args.chunk,
+        }
         for model in ("chunked", "whole"):
             result[model] = run(target, model, args)
     finally:

@@ -20,7 +20,6 @@ import statistics
 import time
 from collections.abc import Callable
 
-import numpy as np
 import torch
 from transformers.generation import logits_process as lp
 
@@ -42,8 +41,14 @@ def median_us(fn: Callable[[], object], runs: int) -> float:
 
 
 def hf_chain(ids: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    procs = lp.LogitsProcessorList([lp.RepetitionPenaltyLogitsProcessor(REP), lp.TemperatureLogitsWarper(TEMP),
-                                    lp.TopKLogitsWarper(TOP_K), lp.TopPLogitsWarper(TOP_P)])
+    procs = lp.LogitsProcessorList(
+        [
+            lp.RepetitionPenaltyLogitsProcessor(REP),
+            lp.TemperatureLogitsWarper(TEMP),
+            lp.TopKLogitsWarper(TOP_K),
+            lp.TopPLogitsWarper(TOP_P),
+        ]
+    )
     return torch.multinomial(torch.softmax(procs(ids, x), -1), 1)
 
 
@@ -91,10 +96,12 @@ def beam_case(B: int, V: int, runs: int) -> dict[str, float | int]:
     g = torch.Generator().manual_seed(B + V)
     x = torch.randn(B * NUM_BEAMS, V, generator=g) * 3
     scores = torch.randn(B, NUM_BEAMS, generator=g)
-    searches = [BeamSearch(BeamParams(num_beams=NUM_BEAMS, max_new_tokens=1 << 30, eos_token_ids=[2]), [1, 2, 3], V)
-                for _ in range(B)]
+    searches = [
+        BeamSearch(BeamParams(num_beams=NUM_BEAMS, max_new_tokens=1 << 30, eos_token_ids=[2]), [1, 2, 3], V)
+        for _ in range(B)
+    ]
     stepper = BeamStepper(num_threads=1)
-    stepper.step(searches, x[:: NUM_BEAMS])  # first step: one row per request
+    stepper.step(searches, x[::NUM_BEAMS])  # first step: one row per request
     return {
         "B": B,
         "V": V,
@@ -109,9 +116,13 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--quick", action="store_true", help="V=128256, B in {1, 8}: under a minute")
     ap.add_argument("--runs", type=int, default=200, help="runs per measurement (>= 50)")
-    ap.add_argument("--torch-threads", type=int, default=1,
-                    help="torch intra-op threads for the baselines (default 1, like the core: on a shared "
-                         "2-core machine a 2-thread torch op waits on its slower thread and its timings scatter)")
+    ap.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads for the baselines (default 1, like the core: on a shared "
+        "2-core machine a 2-thread torch op waits on its slower thread and its timings scatter)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.torch_threads)
     runs = max(50, args.runs if not args.quick else 50)
@@ -127,8 +138,10 @@ def main() -> None:
         return
     print(f"{'B':>3} {'V':>7} {'hf_chain':>10} {'topk_first':>10} {'core':>8} {'argmax':>8}  (µs)")
     for c in result["cases"]:
-        print(f"{c['B']:>3} {c['V']:>7} {c['hf_chain_us']:>10} {c['torch_topk_first_us']:>10} {c['core_us']:>8} "
-              f"{c['argmax_floor_us']:>8}")
+        print(
+            f"{c['B']:>3} {c['V']:>7} {c['hf_chain_us']:>10} {c['torch_topk_first_us']:>10} {c['core_us']:>8} "
+            f"{c['argmax_floor_us']:>8}"
+        )
     print(f"\n{'B':>3} {'V':>7} {'beams':>5} {'hf':>10} {'core':>8}  (µs)")
     for c in result["beam"]:
         print(f"{c['B']:>3} {c['V']:>7} {c['num_beams']:>5} {c['hf_us']:>10} {c['core_us']:>8}")

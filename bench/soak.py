@@ -47,8 +47,16 @@ from tokenwire.v1 import (
     understanding_pb2_grpc,
 )
 
-PROMPTS = ["Once upon a time", "The weather today", "naïve café 東京", "List three colors:", "def main():",
-           "In 1854 the city", "Dear diary,", "The answer is"]
+PROMPTS = [
+    "Once upon a time",
+    "The weather today",
+    "naïve café 東京",
+    "List three colors:",
+    "def main():",
+    "In 1854 the city",
+    "Dear diary,",
+    "The answer is",
+]
 
 
 def png(seed: int) -> common_pb2.Image:
@@ -85,8 +93,10 @@ class Soak:
         r = self.rng
         kind = r.choice(["greedy", "sample", "sample", "beam"])
         request = generation_pb2.GenerateRequest(
-            model=r.choice(["tiny-llama", "tiny-gpt2"]), prompt=r.choice(PROMPTS),
-            stopping=common_pb2.StoppingParams(max_new_tokens=r.randint(4, 48), stop=r.choice([[], ["the"]])))
+            model=r.choice(["tiny-llama", "tiny-gpt2"]),
+            prompt=r.choice(PROMPTS),
+            stopping=common_pb2.StoppingParams(max_new_tokens=r.randint(4, 48), stop=r.choice([[], ["the"]])),
+        )
         if kind == "sample":
             request.method = common_pb2.DECODING_METHOD_SAMPLE
             request.sampling.CopyFrom(common_pb2.SamplingParams(temperature=0.9, top_p=0.9, seed=r.randint(0, 99)))
@@ -99,34 +109,91 @@ class Soak:
 
     async def one(self) -> None:
         r = self.rng
-        choice = r.choices(["stream", "generate", "tokenize", "models", "understanding", "multimodal"],
-                           weights=[30, 20, 15, 5, 15, 15])[0]
+        choice = r.choices(
+            ["stream", "generate", "tokenize", "models", "understanding", "multimodal"], weights=[30, 20, 15, 5, 15, 15]
+        )[0]
         if choice == "stream":
             await self.stream()
             return
         calls: dict[str, Any] = {
             "generate": lambda: ("Generate", self.gen.Generate(self.generate_request())),
-            "tokenize": lambda: ("Tokenize", self.models.Tokenize(models_pb2.TokenizeRequest(
-                model=r.choice(["tiny-llama", "tiny-bert", "tiny-clip"]), text=r.choice(PROMPTS)))),
+            "tokenize": lambda: (
+                "Tokenize",
+                self.models.Tokenize(
+                    models_pb2.TokenizeRequest(
+                        model=r.choice(["tiny-llama", "tiny-bert", "tiny-clip"]), text=r.choice(PROMPTS)
+                    )
+                ),
+            ),
             "models": lambda: ("ListModels", self.models.ListModels(models_pb2.ListModelsRequest())),
-            "understanding": lambda: r.choice([
-                ("FillMask", self.und.FillMask(understanding_pb2.FillMaskRequest(
-                    model="tiny-bert", text="The capital of France, [MASK], contains the Eiffel Tower."))),
-                ("NextSentence", self.und.NextSentence(understanding_pb2.NextSentenceRequest(
-                    model="tiny-bert", sentence_a="It rained.", sentence_b="The streets were wet."))),
-                ("AnswerQuestion", self.und.AnswerQuestion(understanding_pb2.AnswerQuestionRequest(
-                    model="tiny-bert-qa", question="Where is the tower?", context="The tower is in Paris, France."))),
-            ]),
-            "multimodal": lambda: r.choice([
-                ("ClassifyImage", self.mm.ClassifyImage(multimodal_pb2.ClassifyImageRequest(
-                    model="tiny-clip", image=png(r.randint(0, 9)), labels=["cat", "dog", "car"]))),
-                ("Embed", self.mm.Embed(multimodal_pb2.EmbedRequest(
-                    model="tiny-clip", texts=["a cat"], images=[png(r.randint(0, 9))], normalize=True))),
-                ("MultimodalChat", self.mm.MultimodalChat(multimodal_pb2.MultimodalChatRequest(
-                    model="tiny-llava", stopping=common_pb2.StoppingParams(max_new_tokens=8),
-                    messages=[multimodal_pb2.ChatMessage(role="user", parts=[
-                        multimodal_pb2.ContentPart(image=png(1)), multimodal_pb2.ContentPart(text="What is this?")])]))),
-            ]),
+            "understanding": lambda: r.choice(
+                [
+                    (
+                        "FillMask",
+                        self.und.FillMask(
+                            understanding_pb2.FillMaskRequest(
+                                model="tiny-bert", text="The capital of France, [MASK], contains the Eiffel Tower."
+                            )
+                        ),
+                    ),
+                    (
+                        "NextSentence",
+                        self.und.NextSentence(
+                            understanding_pb2.NextSentenceRequest(
+                                model="tiny-bert", sentence_a="It rained.", sentence_b="The streets were wet."
+                            )
+                        ),
+                    ),
+                    (
+                        "AnswerQuestion",
+                        self.und.AnswerQuestion(
+                            understanding_pb2.AnswerQuestionRequest(
+                                model="tiny-bert-qa",
+                                question="Where is the tower?",
+                                context="The tower is in Paris, France.",
+                            )
+                        ),
+                    ),
+                ]
+            ),
+            "multimodal": lambda: r.choice(
+                [
+                    (
+                        "ClassifyImage",
+                        self.mm.ClassifyImage(
+                            multimodal_pb2.ClassifyImageRequest(
+                                model="tiny-clip", image=png(r.randint(0, 9)), labels=["cat", "dog", "car"]
+                            )
+                        ),
+                    ),
+                    (
+                        "Embed",
+                        self.mm.Embed(
+                            multimodal_pb2.EmbedRequest(
+                                model="tiny-clip", texts=["a cat"], images=[png(r.randint(0, 9))], normalize=True
+                            )
+                        ),
+                    ),
+                    (
+                        "MultimodalChat",
+                        self.mm.MultimodalChat(
+                            multimodal_pb2.MultimodalChatRequest(
+                                model="tiny-llava",
+                                stopping=common_pb2.StoppingParams(max_new_tokens=8),
+                                messages=[
+                                    multimodal_pb2.ChatMessage(
+                                        role="user",
+                                        parts=[
+                                            multimodal_pb2.ContentPart(image=png(1)),
+                                            multimodal_pb2.ContentPart(text="What is this?"),
+                                        ],
+                                    )
+                                ],
+                            )
+                        ),
+                    ),
+                ]
+            ),
         }
         name, call = calls[choice]()
         try:
@@ -185,9 +252,12 @@ def main() -> int:
 
     demo_dir = tempfile.mkdtemp(prefix="tokenwire-soak-")
     exe = str(Path(sys.executable).with_name("tokenwire"))
-    proc = subprocess.Popen([exe, "--log-level", "ERROR", "serve", "--demo", "--demo-dir", demo_dir,
-                             "--port", "0", "--metrics-port", "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [exe, "--log-level", "ERROR", "serve", "--demo", "--demo-dir", demo_dir, "--port", "0", "--metrics-port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert proc.stdout is not None
     target = metrics = ""
     for line in proc.stdout:
@@ -198,6 +268,7 @@ def main() -> int:
             break
     try:
         from grpc_health.v1 import health_pb2, health_pb2_grpc
+
         with grpc.insecure_channel(target) as ch:
             for _ in range(600):
                 try:
@@ -218,13 +289,17 @@ def main() -> int:
         exit_code = proc.wait(60)
     growth = (rss_end - rss_start) / rss_start * 100 if rss_start else 0.0
     result = {
-        "duration_s": args.duration, "concurrency": args.concurrency,
+        "duration_s": args.duration,
+        "concurrency": args.concurrency,
         "calls": {k: dict(v) for k, v in sorted(soak.calls.items())},
         "total_calls": sum(sum(v.values()) for v in soak.calls.values()),
         "cancelled_streams": soak.cancelled,
-        "unexpected_errors": len(soak.unexpected), "unexpected_sample": soak.unexpected[:10],
+        "unexpected_errors": len(soak.unexpected),
+        "unexpected_sample": soak.unexpected[:10],
         "rss_mb": {"start": round(rss_start, 1), "end": round(rss_end, 1), "growth_pct": round(growth, 2)},
-        "active_after": active, "waiting_after": waiting, "server_exit_code": exit_code,
+        "active_after": active,
+        "waiting_after": waiting,
+        "server_exit_code": exit_code,
     }
     print(json.dumps(result, indent=None if args.json else 2))
     ok = not soak.unexpected and growth < 10 and active == 0 and exit_code == 0

@@ -79,8 +79,9 @@ def generate_step_ms(model: Any, device: str, batch: int, prompt_len: int, steps
 def busiest() -> list[str]:
     """The processes using CPU right now (another process hogging cores shows here)."""
     try:
-        text = subprocess.run(["ps", "-eo", "pid,pcpu,nlwp,rss,args", "--sort=-pcpu"], capture_output=True,
-                              text=True, timeout=10).stdout
+        text = subprocess.run(
+            ["ps", "-eo", "pid,pcpu,nlwp,rss,args", "--sort=-pcpu"], capture_output=True, text=True, timeout=10
+        ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return []
     return [line[:160] for line in text.splitlines()[:6]]
@@ -121,11 +122,18 @@ def summarize(raw: Path, top: int) -> dict[str, Any]:
         for frame in set(frames):
             per_thread[thread][frame] += int(count)
         leaves[thread][frames[-1] if frames else "?"] += int(count)
-    return {thread: {"samples": totals[thread],
-                     "self": [(f, round(c / totals[thread], 3)) for f, c in leaves[thread].most_common(12)],
-                     "inclusive": [(f, round(c / totals[thread], 3)) for f, c in per_thread[thread].most_common(top)
-                                   if not f.startswith(("Thread.", "<module>", "main ", "run ("))]}
-            for thread in sorted(totals, key=totals.__getitem__, reverse=True)[:6]}
+    return {
+        thread: {
+            "samples": totals[thread],
+            "self": [(f, round(c / totals[thread], 3)) for f, c in leaves[thread].most_common(12)],
+            "inclusive": [
+                (f, round(c / totals[thread], 3))
+                for f, c in per_thread[thread].most_common(top)
+                if not f.startswith(("Thread.", "<module>", "main ", "run ("))
+            ],
+        }
+        for thread in sorted(totals, key=totals.__getitem__, reverse=True)[:6]
+    }
 
 
 def served(registry: Path, args: argparse.Namespace, vocab: int, out: dict[str, Any]) -> None:
@@ -140,26 +148,48 @@ def served(registry: Path, args: argparse.Namespace, vocab: int, out: dict[str, 
 
             def stream(seed: int, n: int) -> int:
                 request = generation_pb2.GenerateRequest(
-                    model="bench", input_ids=prompt_ids(args.prompt_tokens, vocab, seed),
-                    stopping=common_pb2.StoppingParams(max_new_tokens=n, ignore_eos=True))
+                    model="bench",
+                    input_ids=prompt_ids(args.prompt_tokens, vocab, seed),
+                    stopping=common_pb2.StoppingParams(max_new_tokens=n, ignore_eos=True),
+                )
                 return sum(len(m.token_ids) for m in client.generation.GenerateStream(request, timeout=300))
 
             stream(0, 4)
             from tokenwire.v1 import models_pb2
+
             info = client.models.GetModelInfo(models_pb2.GetModelInfoRequest(model="bench"))
             out["decode_path"] = info.decode_path  # the engine path these figures are of
             out["decode_path_reason"] = info.decode_path_reason
             out["attention_backend"] = info.attention_backend
             out["kv_cache_capacity_tokens"] = info.kv_cache_capacity_tokens
-            out["cuda_graphs"] = {"enabled": info.cuda_graphs.enabled, "batch_sizes": list(info.cuda_graphs.batch_sizes)}
+            out["cuda_graphs"] = {
+                "enabled": info.cuda_graphs.enabled,
+                "batch_sizes": list(info.cuda_graphs.batch_sizes),
+            }
             for label, streams in (("batch1", 1), (f"streams{args.streams}", args.streams)):
                 raw = Path(args.raw_dir) / f"pyspy_{label}.txt"
                 recorder = None
                 if spy:
-                    recorder = subprocess.Popen([spy, "record", "--pid", str(server.proc.pid), "--rate", "250",
-                                                 "--format", "raw", "--threads", "--idle", "--nonblocking",
-                                                 "--output", str(raw)],
-                                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                    recorder = subprocess.Popen(
+                        [
+                            spy,
+                            "record",
+                            "--pid",
+                            str(server.proc.pid),
+                            "--rate",
+                            "250",
+                            "--format",
+                            "raw",
+                            "--threads",
+                            "--idle",
+                            "--nonblocking",
+                            "--output",
+                            str(raw),
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE,
+                        text=True,
+                    )
                     time.sleep(1.0)
                 phases_before = step_phases(server.metrics_url)
                 t0 = time.perf_counter()
@@ -205,8 +235,12 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="step-profile-model-"))
     meta = build_model(workdir / "model", args.tiny)
     vocab = meta["tokenizer_vocab"]
-    out: dict[str, Any] = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
-                           "torch": torch.__version__, "steps": args.steps, "prompt_tokens": args.prompt_tokens}
+    out: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "steps": args.steps,
+        "prompt_tokens": args.prompt_tokens,
+    }
 
     from transformers import AutoModelForCausalLM
 
@@ -217,14 +251,19 @@ def main() -> int:
     out["model_step_ms"] = round(model_step_ms(model, device, prompt, args.steps), 2)
     out["generate_batch1_step_ms"] = round(generate_step_ms(model, device, 1, args.prompt_tokens, args.steps, vocab), 2)
     out[f"generate_batch{args.streams}_step_ms"] = round(
-        generate_step_ms(model, device, args.streams, args.prompt_tokens, args.steps, vocab), 2)
+        generate_step_ms(model, device, args.streams, args.prompt_tokens, args.steps, vocab), 2
+    )
     if device == "cuda":  # the same with PyTorch's own kernel choice (cuDNN attention allowed): the A/B
         torch.backends.cuda.enable_cudnn_sdp(True)
-        with_cudnn = {"model_step_ms": round(model_step_ms(model, device, prompt, args.steps), 2),
-                      "generate_batch1_step_ms": round(generate_step_ms(model, device, 1, args.prompt_tokens,
-                                                                        args.steps, vocab), 2),
-                      f"generate_batch{args.streams}_step_ms": round(generate_step_ms(
-                          model, device, args.streams, args.prompt_tokens, args.steps, vocab), 2)}
+        with_cudnn = {
+            "model_step_ms": round(model_step_ms(model, device, prompt, args.steps), 2),
+            "generate_batch1_step_ms": round(
+                generate_step_ms(model, device, 1, args.prompt_tokens, args.steps, vocab), 2
+            ),
+            f"generate_batch{args.streams}_step_ms": round(
+                generate_step_ms(model, device, args.streams, args.prompt_tokens, args.steps, vocab), 2
+            ),
+        }
         out["with_cudnn_sdpa"] = with_cudnn
         configure_cuda_attention()
     out["cudnn_sdpa"] = bool(torch.backends.cuda.cudnn_sdp_enabled()) if device == "cuda" else None
@@ -235,9 +274,13 @@ def main() -> int:
     if args.out:  # what the bare model measured survives a run cut short
         args.out.write_text(json.dumps(out, indent=1) + "\n")
 
-    entry = {"dtype": "auto" if args.tiny else "bfloat16", "max_batch_size": args.streams,
-             "max_input_tokens": args.prompt_tokens, "max_new_tokens": args.steps,
-             "cuda_graphs": not args.no_graphs}
+    entry = {
+        "dtype": "auto" if args.tiny else "bfloat16",
+        "max_batch_size": args.streams,
+        "max_input_tokens": args.prompt_tokens,
+        "max_new_tokens": args.steps,
+        "cuda_graphs": not args.no_graphs,
+    }
     registry = write_registry(workdir / "bench.toml", workdir / "model", entry)
     served(registry, args, vocab, out)
     text = json.dumps(out, indent=1)

@@ -100,18 +100,25 @@ def build_request(args: argparse.Namespace, prompt: str, number: int) -> generat
             setattr(sampling, name, value)
     if args.seed is not None:
         sampling.seed = args.seed + number  # distinct, reproducible per request
-    stopping = common_pb2.StoppingParams(max_new_tokens=args.max_new_tokens, ignore_eos=args.ignore_eos,
-                                         min_new_tokens=args.min_new_tokens)
-    req = generation_pb2.GenerateRequest(model=args.model, prompt=prompt, method=METHODS[args.method],
-                                         sampling=sampling, stopping=stopping,
-                                         num_return_sequences=args.num_return_sequences)
+    stopping = common_pb2.StoppingParams(
+        max_new_tokens=args.max_new_tokens, ignore_eos=args.ignore_eos, min_new_tokens=args.min_new_tokens
+    )
+    req = generation_pb2.GenerateRequest(
+        model=args.model,
+        prompt=prompt,
+        method=METHODS[args.method],
+        sampling=sampling,
+        stopping=stopping,
+        num_return_sequences=args.num_return_sequences,
+    )
     if args.num_beams is not None:
         req.beam.num_beams = args.num_beams
     return req
 
 
-async def one_stream(stub: generation_pb2_grpc.GenerationStub, req: generation_pb2.GenerateRequest,
-                     timeout: float, stats: Stats | None) -> None:
+async def one_stream(
+    stub: generation_pb2_grpc.GenerationStub, req: generation_pb2.GenerateRequest, timeout: float, stats: Stats | None
+) -> None:
     start = time.perf_counter()
     first: float | None = None
     last = start
@@ -166,8 +173,10 @@ def percentiles(values: list[float], scale: float = 1000.0) -> dict[str, float] 
         lo, hi = math.floor(pos), math.ceil(pos)
         return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
-    return {k: round(v * scale, 3) for k, v in
-            {"p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "mean": sum(s) / len(s), "max": s[-1]}.items()}
+    return {
+        k: round(v * scale, 3)
+        for k, v in {"p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "mean": sum(s) / len(s), "max": s[-1]}.items()
+    }
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -177,8 +186,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     stubs = [generation_pb2_grpc.GenerationStub(ch) for ch in channels]
     try:
         for i in range(args.warmup):
-            await one_stream(stubs[i % len(stubs)], build_request(args, prompts[i % len(prompts)], i),
-                             args.timeout, None)
+            await one_stream(
+                stubs[i % len(stubs)], build_request(args, prompts[i % len(prompts)], i), args.timeout, None
+            )
 
         stats = Stats()
         counter = 0
@@ -206,10 +216,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "model": args.model,
         "concurrency": args.concurrency,
         "prompts": len(prompts),
-        "sampling": {k: getattr(args, k) for k in ("method", "temperature", "top_k", "top_p", "min_p", "typical_p",
-                                                    "repetition_penalty", "seed", "num_beams", "max_new_tokens",
-                                                    "min_new_tokens", "ignore_eos", "num_return_sequences")
-                     if getattr(args, k) is not None},
+        "sampling": {
+            k: getattr(args, k)
+            for k in (
+                "method",
+                "temperature",
+                "top_k",
+                "top_p",
+                "min_p",
+                "typical_p",
+                "repetition_penalty",
+                "seed",
+                "num_beams",
+                "max_new_tokens",
+                "min_new_tokens",
+                "ignore_eos",
+                "num_return_sequences",
+            )
+            if getattr(args, k) is not None
+        },
         "duration_s": round(elapsed, 3),
         "requests": {"ok": len(stats.e2e), "failed": sum(stats.errors.values())},
         "requests_per_s": round(finished / elapsed, 3) if elapsed else 0.0,
@@ -227,8 +252,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--target", default="127.0.0.1:50051", help="server HOST:PORT")
     p.add_argument("--model", default="tiny-llama")
     p.add_argument("--concurrency", type=int, default=4, help="streams open at once")
@@ -251,8 +277,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--num-return-sequences", type=int, default=1)
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--min-new-tokens", type=int, default=0)
-    p.add_argument("--ignore-eos", action=argparse.BooleanOptionalAction, default=True,
-                   help="generate max-new-tokens every time (comparable runs)")
+    p.add_argument(
+        "--ignore-eos",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="generate max-new-tokens every time (comparable runs)",
+    )
     p.add_argument("--output", help="also write the JSON here")
     p.add_argument("--fail-on-error", action="store_true", help="exit 1 if any stream failed")
     args = p.parse_args(argv)

@@ -43,8 +43,15 @@ import torch
 
 from tokenwire.v1 import understanding_pb2, understanding_pb2_grpc
 
-BERT_BASE = dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                 intermediate_size=3072, max_position_embeddings=512, type_vocab_size=2)
+BERT_BASE = dict(
+    vocab_size=30522,
+    hidden_size=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    intermediate_size=3072,
+    max_position_embeddings=512,
+    type_vocab_size=2,
+)
 TEXTS = [
     "The capital of France, [MASK], contains the Eiffel Tower.",
     "Paris is the [MASK] of France.",
@@ -59,7 +66,10 @@ STAMP = "tokenwire-bench-bert-base/1"
 
 
 def default_cache() -> Path:
-    base = os.environ.get("TOKENWIRE_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tokenwire"
+    base = (
+        os.environ.get("TOKENWIRE_CACHE")
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tokenwire"
+    )
     return Path(base) / "bench"
 
 
@@ -89,8 +99,7 @@ def registry(paths: dict[str, Path]) -> str:
     tables = []
     for name, path in paths.items():
         tables.append(f'[[models]]\nname = "{name}"\npath = "{path}"\ndevice_map = "cpu"\n')
-        tables.append(f'[[models]]\nname = "{name}-b1"\npath = "{path}"\ndevice_map = "cpu"\n'
-                      "max_batch_size = 1\n")
+        tables.append(f'[[models]]\nname = "{name}-b1"\npath = "{path}"\ndevice_map = "cpu"\nmax_batch_size = 1\n')
     return "\n".join(tables)
 
 
@@ -99,8 +108,13 @@ def start_server(config: Path, torch_threads: int | None) -> tuple[subprocess.Po
     env = dict(os.environ)
     if torch_threads:
         env.update(OMP_NUM_THREADS=str(torch_threads), MKL_NUM_THREADS=str(torch_threads))
-    proc = subprocess.Popen([exe, "--log-level", "WARNING", "serve", "--config", str(config), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    proc = subprocess.Popen(
+        [exe, "--log-level", "WARNING", "serve", "--config", str(config), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     assert proc.stdout is not None
     for line in proc.stdout:
         if m := re.search(r"serving on [\d.]+:(\d+)", line):
@@ -151,8 +165,12 @@ async def run_load(target: str, model: str, requests: int, clients: int, warmup:
         await asyncio.gather(*(client(c * 7, n, True) for c, n in enumerate(split(requests))))
         wall = time.perf_counter() - start
     ordered = sorted(latencies)
-    return {"requests": requests, "wall_s": round(wall, 3), "requests_per_s": round(requests / wall, 1),
-            "latency_ms": {"p50": percentile(ordered, 0.5), "p99": percentile(ordered, 0.99)}}
+    return {
+        "requests": requests,
+        "wall_s": round(wall, 3),
+        "requests_per_s": round(requests / wall, 1),
+        "latency_ms": {"p50": percentile(ordered, 0.5), "p99": percentile(ordered, 0.99)},
+    }
 
 
 async def bench(target: str, counts: dict[str, int], clients: int, rounds: int) -> dict[str, Any]:
@@ -168,18 +186,23 @@ async def bench(target: str, counts: dict[str, int], clients: int, rounds: int) 
             for kind, name in (("batched", model), ("unbatched", f"{model}-b1")):
                 runs[kind].append(await run_load(target, name, n, clients, warmup=2 * clients))
         best = {kind: max(r, key=lambda run: run["requests_per_s"]) for kind, r in runs.items()}
-        results[model] = {**best, "ratio": round(best["batched"]["requests_per_s"]
-                                                 / best["unbatched"]["requests_per_s"], 2),
-                          "rounds_requests_per_s": {k: [run["requests_per_s"] for run in r]
-                                                    for k, r in runs.items()}}
+        results[model] = {
+            **best,
+            "ratio": round(best["batched"]["requests_per_s"] / best["unbatched"]["requests_per_s"], 2),
+            "rounds_requests_per_s": {k: [run["requests_per_s"] for run in r] for k, r in runs.items()},
+        }
     return results
 
 
 def machine(torch_threads: int | None) -> dict[str, Any]:
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "torch": torch.__version__,
-            "server_torch_threads": torch_threads or torch.get_num_threads(),
-            "python": platform.python_version()}
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "server_torch_threads": torch_threads or torch.get_num_threads(),
+        "python": platform.python_version(),
+    }
 
 
 def main() -> int:
@@ -190,14 +213,21 @@ def main() -> int:
     parser.add_argument("--requests-tiny", type=int, help="requests per run on tiny-bert (default 640)")
     parser.add_argument("--requests-base", type=int, help="requests per run on bert-base (default 128)")
     parser.add_argument("--rounds", type=int, help="runs of each kind, best kept (default 3)")
-    parser.add_argument("--torch-threads", type=int,
-                        help="OMP/MKL threads of the server (default: torch's own, one per core)")
+    parser.add_argument(
+        "--torch-threads", type=int, help="OMP/MKL threads of the server (default: torch's own, one per core)"
+    )
     parser.add_argument("--cache", type=Path, default=default_cache(), help="where the models are built")
-    parser.add_argument("--write-config", type=Path, metavar="TOML",
-                        help="build the models, write the registry file here and exit (for ghz)")
+    parser.add_argument(
+        "--write-config",
+        type=Path,
+        metavar="TOML",
+        help="build the models, write the registry file here and exit (for ghz)",
+    )
     args = parser.parse_args()
-    counts = {"tiny-bert": args.requests_tiny or (320 if args.quick else 640),
-              "bert-base": args.requests_base or (64 if args.quick else 128)}
+    counts = {
+        "tiny-bert": args.requests_tiny or (320 if args.quick else 640),
+        "bert-base": args.requests_base or (64 if args.quick else 128),
+    }
     rounds = args.rounds or (1 if args.quick else 3)
 
     paths = build_models(args.cache)
@@ -221,9 +251,13 @@ def main() -> int:
     finally:
         proc.terminate()
         proc.wait(30)
-    report = {"machine": {**machine(args.torch_threads), "load_avg_1m": [round(load_before[0], 2), round(load_after[0], 2)]},
-              "clients": args.clients, "rounds": rounds, "results": results,
-              "ratio": results["bert-base"]["ratio"]}
+    report = {
+        "machine": {**machine(args.torch_threads), "load_avg_1m": [round(load_before[0], 2), round(load_after[0], 2)]},
+        "clients": args.clients,
+        "rounds": rounds,
+        "results": results,
+        "ratio": results["bert-base"]["ratio"],
+    }
     if args.json:
         print(json.dumps(report))
     else:
@@ -231,8 +265,10 @@ def main() -> int:
         for model, r in results.items():
             for kind in ("batched", "unbatched"):
                 run = r[kind]
-                print(f"{model:<12}{kind:<12}{run['requests_per_s']:>10}{run['latency_ms']['p50']:>10}"
-                      f"{run['latency_ms']['p99']:>10}")
+                print(
+                    f"{model:<12}{kind:<12}{run['requests_per_s']:>10}{run['latency_ms']['p50']:>10}"
+                    f"{run['latency_ms']['p99']:>10}"
+                )
             print(f"{model:<12}{'ratio':<12}{r['ratio']:>10}   rounds req/s: {r['rounds_requests_per_s']}")
         print(f"load average (1 min) before/after: {report['machine']['load_avg_1m']}")
     return 0

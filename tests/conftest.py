@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import InProcessServer
 
+from harness import InProcessServer
 from tokenwire.client import Client
 from tokenwire.demo_config import demo_config
 
@@ -15,6 +15,7 @@ from tokenwire.demo_config import demo_config
 @pytest.fixture(scope="session")
 def demo_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tokenwire.models.demo import DEMO_MODEL_NAMES, build_demo_models
+
     root = tmp_path_factory.mktemp("demo-models")
     build_demo_models(root, DEMO_MODEL_NAMES)
     return root

@@ -25,8 +25,7 @@ class InProcessServer:
     """A TokenwireServer on its own event loop in a background thread, bound to a free port."""
 
     def __init__(self, config: Config, registry_factory: Any = None, load: bool = True) -> None:
-        self.config = Config(server=ServerSpec(host="127.0.0.1", port=0, grace_period_s=1.0),
-                             models=config.models)
+        self.config = Config(server=ServerSpec(host="127.0.0.1", port=0, grace_period_s=1.0), models=config.models)
         self._registry_factory = registry_factory
         self._load = load
         self.loop = asyncio.new_event_loop()
@@ -84,8 +83,9 @@ class ServeProcess:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 120) -> ServeProcess:
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, env=self.env)
+        self.proc = subprocess.Popen(
+            self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env
+        )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

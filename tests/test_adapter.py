@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from harness import InProcessServer
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from harness import InProcessServer
 from tokenwire.client import Client
 from tokenwire.config import Config, ModelSpec, parse_config
 from tokenwire.errors import ConfigError
@@ -41,18 +41,31 @@ def test_adapter_is_merged_and_changes_the_output(demo_models_dir: Path, adapter
         if merge:
             model = peft.PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
         with torch.inference_mode():
-            out = model.eval().generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                                        max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id)
-        return out[0, len(ids):].tolist()
+            out = model.eval().generate(
+                torch.tensor([ids]),
+                attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                max_new_tokens=12,
+                do_sample=False,
+                pad_token_id=tok.pad_token_id,
+            )
+        return out[0, len(ids) :].tolist()
 
-    specs = (ModelSpec(name="base", path=str(demo_models_dir / "tiny-llama")),
-             ModelSpec(name="tuned", path=str(demo_models_dir / "tiny-llama"), adapter=str(adapter_dir)))
+    specs = (
+        ModelSpec(name="base", path=str(demo_models_dir / "tiny-llama")),
+        ModelSpec(name="tuned", path=str(demo_models_dir / "tiny-llama"), adapter=str(adapter_dir)),
+    )
     server = InProcessServer(Config(models=specs)).start()
     try:
         with Client(server.target) as c:
+
             def served(model: str) -> list[int]:
-                reply = c.generation.Generate(generation_pb2.GenerateRequest(
-                    model=model, input_ids=ids, stopping=common_pb2.StoppingParams(max_new_tokens=12, ignore_eos=True)))
+                reply = c.generation.Generate(
+                    generation_pb2.GenerateRequest(
+                        model=model,
+                        input_ids=ids,
+                        stopping=common_pb2.StoppingParams(max_new_tokens=12, ignore_eos=True),
+                    )
+                )
                 return list(reply.sequences[0].token_ids)
 
             assert served("tuned") == reference(merge=True)

@@ -25,7 +25,10 @@ def problems(tmp_path: Path, text: str) -> str:
 
 
 def test_full_entry_parses(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, """
+    config = load_config(
+        write(
+            tmp_path,
+            """
         [server]
         port = 6000
         [[models]]
@@ -42,15 +45,27 @@ def test_full_entry_parses(tmp_path: Path) -> None:
         max_batch_size = 8
         prefill_chunk_tokens = 512
         cuda_graphs = false
-    """))
+    """,
+        )
+    )
     assert config.server.port == 6000
     (spec,) = config.models
     assert spec == ModelSpec(
-        name="m1", path=str((tmp_path / "m1").resolve()), is_local=True, tasks=(Task.GENERATE,),
-        dtype="bfloat16", quantization="nf4", bnb_4bit_use_double_quant=True,
+        name="m1",
+        path=str((tmp_path / "m1").resolve()),
+        is_local=True,
+        tasks=(Task.GENERATE,),
+        dtype="bfloat16",
+        quantization="nf4",
+        bnb_4bit_use_double_quant=True,
         device_map={"model.embed_tokens": "0", "lm_head": "cpu"},
         max_memory={"0": 20 * 2**30, "cpu": 64 * 10**9},
-        max_input_tokens=1024, max_new_tokens=64, max_batch_size=8, prefill_chunk_tokens=512, cuda_graphs=False)
+        max_input_tokens=1024,
+        max_new_tokens=64,
+        max_batch_size=8,
+        prefill_chunk_tokens=512,
+        cuda_graphs=False,
+    )
 
 
 def test_hub_id_is_not_a_local_path(tmp_path: Path) -> None:
@@ -59,35 +74,49 @@ def test_hub_id_is_not_a_local_path(tmp_path: Path) -> None:
     assert not config.models[0].is_local
 
 
-@pytest.mark.parametrize("body, expected", [
-    ('name = "m1"\npath = "m1"\nquantisation = "nf4"',
-     "model 'm1' (models[0]): unknown key 'quantisation' (did you mean 'quantization'?)"),
-    ('name = "m1"\npath = "./nowhere"',
-     "model 'm1' (models[0]), key 'path': must be an existing directory"),
-    ('name = "m1"\npath = "m1"\nquantization = "int4"',
-     "model 'm1' (models[0]), key 'quantization': must be one of none, int8, nf4, fp4, got 'int4'"),
-    ('name = "m1"\npath = "m1"\ntasks = ["chat"]',
-     "model 'm1' (models[0]), key 'tasks': unknown task 'chat'"),
-    ('name = "m1"\npath = "m1"\nmax_batch_size = 0',
-     "model 'm1' (models[0]), key 'max_batch_size': must be a positive integer, got 0"),
-    ('name = "m1"\npath = "m1"\nprefill_chunk_tokens = -8',
-     "model 'm1' (models[0]), key 'prefill_chunk_tokens': must be an integer >= 0, got -8"),
-    ('name = "m1"\npath = "m1"\ncuda_graphs = "yes"',
-     "model 'm1' (models[0]), key 'cuda_graphs': must be true or false"),
-    ('name = "m1"\npath = "m1"\nmax_memory = { "0" = "lots" }',
-     "key 'max_memory': size for '0' must be a positive byte count"),
-    ('name = "m1"\npath = "m1"\ndevice_map = "everywhere"',
-     "key 'device_map': must be one of auto, balanced"),
-    ('name = "m1"\npath = "m1"\ndtype = "fp8"', "key 'dtype': must be one of auto"),
-    ('path = "m1"', "models[0]: missing required key 'name'"),
-    ('name = "has space"\npath = "m1"', "key 'name': must be 1-128 letters"),
-])
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        (
+            'name = "m1"\npath = "m1"\nquantisation = "nf4"',
+            "model 'm1' (models[0]): unknown key 'quantisation' (did you mean 'quantization'?)",
+        ),
+        ('name = "m1"\npath = "./nowhere"', "model 'm1' (models[0]), key 'path': must be an existing directory"),
+        (
+            'name = "m1"\npath = "m1"\nquantization = "int4"',
+            "model 'm1' (models[0]), key 'quantization': must be one of none, int8, nf4, fp4, got 'int4'",
+        ),
+        ('name = "m1"\npath = "m1"\ntasks = ["chat"]', "model 'm1' (models[0]), key 'tasks': unknown task 'chat'"),
+        (
+            'name = "m1"\npath = "m1"\nmax_batch_size = 0',
+            "model 'm1' (models[0]), key 'max_batch_size': must be a positive integer, got 0",
+        ),
+        (
+            'name = "m1"\npath = "m1"\nprefill_chunk_tokens = -8',
+            "model 'm1' (models[0]), key 'prefill_chunk_tokens': must be an integer >= 0, got -8",
+        ),
+        (
+            'name = "m1"\npath = "m1"\ncuda_graphs = "yes"',
+            "model 'm1' (models[0]), key 'cuda_graphs': must be true or false",
+        ),
+        (
+            'name = "m1"\npath = "m1"\nmax_memory = { "0" = "lots" }',
+            "key 'max_memory': size for '0' must be a positive byte count",
+        ),
+        ('name = "m1"\npath = "m1"\ndevice_map = "everywhere"', "key 'device_map': must be one of auto, balanced"),
+        ('name = "m1"\npath = "m1"\ndtype = "fp8"', "key 'dtype': must be one of auto"),
+        ('path = "m1"', "models[0]: missing required key 'name'"),
+        ('name = "has space"\npath = "m1"', "key 'name': must be 1-128 letters"),
+    ],
+)
 def test_mistakes_name_model_and_key(tmp_path: Path, body: str, expected: str) -> None:
     assert expected in problems(tmp_path, f"[[models]]\n{body}\n")
 
 
 def test_all_problems_reported_at_once(tmp_path: Path) -> None:
-    text = problems(tmp_path, """
+    text = problems(
+        tmp_path,
+        """
         [[models]]
         name = "a"
         path = "m1"
@@ -96,7 +125,8 @@ def test_all_problems_reported_at_once(tmp_path: Path) -> None:
         name = "a"
         path = "m1"
         max_new_tokens = -1
-    """)
+    """,
+    )
     assert "key 'dtype'" in text and "key 'max_new_tokens'" in text
     assert "key 'name' is used by more than one model" in text
 
@@ -123,17 +153,20 @@ def test_parse_config_without_file(tmp_path: Path) -> None:
     assert config.models[0].tasks == ()  # inferred at load time
 
 
-@pytest.mark.parametrize("architecture, tasks", [
-    ("LlamaForCausalLM", (Task.GENERATE,)),
-    ("GPT2LMHeadModel", (Task.GENERATE,)),
-    ("BertLMHeadModel", (Task.GENERATE,)),
-    ("BertForPreTraining", (Task.FILL_MASK, Task.NEXT_SENTENCE)),
-    ("RobertaForMaskedLM", (Task.FILL_MASK,)),
-    ("BertForQuestionAnswering", (Task.ANSWER_QUESTION,)),
-    ("LlavaForConditionalGeneration", (Task.MULTIMODAL_CHAT,)),
-    ("CLIPModel", (Task.CLASSIFY_IMAGE, Task.EMBED)),
-    ("T5ForConditionalGeneration", ()),
-])
+@pytest.mark.parametrize(
+    "architecture, tasks",
+    [
+        ("LlamaForCausalLM", (Task.GENERATE,)),
+        ("GPT2LMHeadModel", (Task.GENERATE,)),
+        ("BertLMHeadModel", (Task.GENERATE,)),
+        ("BertForPreTraining", (Task.FILL_MASK, Task.NEXT_SENTENCE)),
+        ("RobertaForMaskedLM", (Task.FILL_MASK,)),
+        ("BertForQuestionAnswering", (Task.ANSWER_QUESTION,)),
+        ("LlavaForConditionalGeneration", (Task.MULTIMODAL_CHAT,)),
+        ("CLIPModel", (Task.CLASSIFY_IMAGE, Task.EMBED)),
+        ("T5ForConditionalGeneration", ()),
+    ],
+)
 def test_tasks_inferred_from_architecture(architecture: str, tasks: tuple[Task, ...]) -> None:
     assert tasks_for_architecture(architecture) == tasks
 

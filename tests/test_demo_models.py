@@ -263,9 +263,7 @@ def test_llava_processor_and_generate(models_dir: Path) -> None:
     processor = _processor(d)
     model = _load(LlavaForConditionalGeneration, d)
     content = [{"type": "image"}, {"type": "text", "text": "What is this?"}]
-    prompt = processor.apply_chat_template(
-        [{"role": "user", "content": content}], add_generation_prompt=True
-    )
+    prompt = processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
     assert prompt == "USER: <image>\nWhat is this?\nASSISTANT:"
     inputs = processor(images=_image(), text=prompt, return_tensors="pt")
     image_tokens = inputs["input_ids"] == model.config.image_token_index

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import ServeProcess, wait_serving
 
+from harness import ServeProcess, wait_serving
 from tokenwire.client import Client
 
 pytestmark = pytest.mark.e2e
@@ -33,12 +33,12 @@ grace_period_s = 5
 
 [[models]]
 name = "llama"
-path = "{demo_models_dir / 'tiny-llama'}"
+path = "{demo_models_dir / "tiny-llama"}"
 max_new_tokens = 32
 
 [[models]]
 name = "bert"
-path = "{demo_models_dir / 'tiny-bert'}"
+path = "{demo_models_dir / "tiny-bert"}"
 tasks = ["fill_mask"]
 """)
     return path
@@ -66,8 +66,18 @@ def test_cli_models_json(served: ServeProcess) -> None:
 
 
 def test_cli_tokenize_round_trip(served: ServeProcess) -> None:
-    enc = json.loads(cli("tokenize", "--target", served.target, "--json", "--model", "llama",
-                         "--no-special-tokens", "naïve café 東京").stdout)
+    enc = json.loads(
+        cli(
+            "tokenize",
+            "--target",
+            served.target,
+            "--json",
+            "--model",
+            "llama",
+            "--no-special-tokens",
+            "naïve café 東京",
+        ).stdout
+    )
     ids = [str(i) for i in enc["ids"]]
     text = cli("detokenize", "--target", served.target, "--model", "llama", *ids).stdout
     assert text == "naïve café 東京\n"
@@ -85,13 +95,35 @@ def test_cli_reports_errors_with_field(served: ServeProcess) -> None:
 
 
 def test_cli_generate_stream_prints_tokens_as_they_come(served: ServeProcess) -> None:
-    streamed = cli("generate", "--target", served.target, "--model", "llama", "--stream",
-                   "--max-new-tokens", "12", "Once upon a time").stdout
-    unary = cli("generate", "--target", served.target, "--model", "llama",
-                "--max-new-tokens", "12", "Once upon a time").stdout
+    streamed = cli(
+        "generate",
+        "--target",
+        served.target,
+        "--model",
+        "llama",
+        "--stream",
+        "--max-new-tokens",
+        "12",
+        "Once upon a time",
+    ).stdout
+    unary = cli(
+        "generate", "--target", served.target, "--model", "llama", "--max-new-tokens", "12", "Once upon a time"
+    ).stdout
     assert streamed == unary and streamed.strip()
-    lines = cli("generate", "--target", served.target, "--model", "llama", "--stream", "--json",
-                "--max-new-tokens", "4", "--seed", "3", "hi").stdout.splitlines()
+    lines = cli(
+        "generate",
+        "--target",
+        served.target,
+        "--model",
+        "llama",
+        "--stream",
+        "--json",
+        "--max-new-tokens",
+        "4",
+        "--seed",
+        "3",
+        "hi",
+    ).stdout.splitlines()
     messages = [json.loads(line) for line in lines]
     assert messages[0]["seed"] == "3" and messages[-1]["usage"]["completionTokens"] == 4
     assert sum(len(m.get("tokenIds", [])) for m in messages) == 4
@@ -111,14 +143,25 @@ def test_cli_output_into_a_closed_pipe_stops_quietly(served: ServeProcess) -> No
     """`tokenwire ... | head -1`: one line out, no traceback, and the exit status of a tool
     that SIGPIPE ended (141). Tokenizing a long text prints far more than a pipe buffers, so the
     CLI is still writing when the reader goes away."""
-    first, err, code = _first_line_then_close("tokenize", "--target", served.target, "--model", "llama",
-                                              "hello world " * 5000)
+    first, err, code = _first_line_then_close(
+        "tokenize", "--target", served.target, "--model", "llama", "hello world " * 5000
+    )
     assert first.strip() and b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
     assert code == 141
     # a stream: it may finish before the reader leaves (0) or not (141); never a traceback
-    first, err, code = _first_line_then_close("generate", "--target", served.target, "--model", "llama",
-                                              "--stream", "--json", "--max-new-tokens", "32", "--ignore-eos",
-                                              "Once upon a time")
+    first, err, code = _first_line_then_close(
+        "generate",
+        "--target",
+        served.target,
+        "--model",
+        "llama",
+        "--stream",
+        "--json",
+        "--max-new-tokens",
+        "32",
+        "--ignore-eos",
+        "Once upon a time",
+    )
     assert json.loads(first)["tokenIds"] and code in (0, 141)
     assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
 
@@ -146,8 +189,9 @@ def test_sigterm_drains_and_exits_zero(config_file: Path) -> None:
 def test_bad_config_refuses_to_start(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text('[[models]]\nname = "m"\npath = "./missing"\nquantization = "int3"\nmax_bach_size = 4\n')
-    result = subprocess.run([TOKENWIRE, "serve", "--config", str(path), "--port", "0"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [TOKENWIRE, "serve", "--config", str(path), "--port", "0"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
     assert "model 'm' (models[0]), key 'path'" in result.stderr
     assert "key 'quantization'" in result.stderr
@@ -159,11 +203,14 @@ def test_model_that_cannot_fit_refuses_to_start(demo_models_dir: Path, tmp_path:
     """Placement and quantization mistakes stop start-up (files that cannot be read only fail
     their own model, see test_health_reflection)."""
     path = tmp_path / "tight.toml"
-    path.write_text(f'[[models]]\nname = "big"\npath = "{demo_models_dir / "tiny-llama"}"\n'
-                    'device_map = "auto"\nmax_memory = { cpu = 100000 }\n'
-                    f'[[models]]\nname = "fine"\npath = "{demo_models_dir / "tiny-gpt2"}"\n')
-    result = subprocess.run([TOKENWIRE, "serve", "--config", str(path), "--port", "0"],
-                            capture_output=True, text=True, timeout=120)
+    path.write_text(
+        f'[[models]]\nname = "big"\npath = "{demo_models_dir / "tiny-llama"}"\n'
+        'device_map = "auto"\nmax_memory = { cpu = 100000 }\n'
+        f'[[models]]\nname = "fine"\npath = "{demo_models_dir / "tiny-gpt2"}"\n'
+    )
+    result = subprocess.run(
+        [TOKENWIRE, "serve", "--config", str(path), "--port", "0"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2, result.stderr
     assert "model 'big', key 'max_memory'" in result.stderr and "does not fit" in result.stderr
     assert "Traceback" not in result.stderr

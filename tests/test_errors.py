@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from harness import InProcessServer
 
+from harness import InProcessServer
 from tokenwire.client import Client, request_id
 from tokenwire.config import Config
-from tokenwire.models.registry import ModelRegistry
 from tokenwire.v1 import (
     common_pb2,
     generation_pb2,
@@ -30,8 +29,7 @@ def test_wrong_task_is_failed_precondition_naming_the_tasks(client: Client) -> N
     err = _error(client.generation.Generate, generation_pb2.GenerateRequest(model="tiny-bert", prompt="hi"))
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "fill_mask, next_sentence" in err.details()
-    err = _error(client.understanding.FillMask,
-                 understanding_pb2.FillMaskRequest(model="tiny-llama", text="a [MASK]"))
+    err = _error(client.understanding.FillMask, understanding_pb2.FillMaskRequest(model="tiny-llama", text="a [MASK]"))
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "generate" in err.details()
 
 
@@ -43,11 +41,11 @@ def test_unknown_model_is_not_found_on_every_service(client: Client) -> None:
 
 
 def test_client_request_id_is_echoed(client: Client) -> None:
-    err = _error(client.models.GetModelInfo, models_pb2.GetModelInfoRequest(model="x"),
-                 metadata=(("x-request-id", "req-42"),))
+    err = _error(
+        client.models.GetModelInfo, models_pb2.GetModelInfoRequest(model="x"), metadata=(("x-request-id", "req-42"),)
+    )
     assert request_id(err) == "req-42"
-    _, call = client.models.ListModels.with_call(models_pb2.ListModelsRequest(),
-                                                 metadata=(("x-request-id", "req-43"),))
+    _, call = client.models.ListModels.with_call(models_pb2.ListModelsRequest(), metadata=(("x-request-id", "req-43"),))
     assert ("x-request-id", "req-43") in call.trailing_metadata()
 
 

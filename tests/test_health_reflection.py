@@ -11,8 +11,8 @@ from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
-from harness import InProcessServer, wait_serving
 
+from harness import InProcessServer, wait_serving
 from tokenwire.client import Client
 from tokenwire.config import Config, ModelSpec
 from tokenwire.demo_config import demo_config
@@ -23,8 +23,13 @@ from tokenwire.v1 import models_pb2
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-ALL_SERVICES = ["", "tokenwire.v1.Generation", "tokenwire.v1.Understanding",
-                "tokenwire.v1.Multimodal", "tokenwire.v1.Models"]
+ALL_SERVICES = [
+    "",
+    "tokenwire.v1.Generation",
+    "tokenwire.v1.Understanding",
+    "tokenwire.v1.Multimodal",
+    "tokenwire.v1.Models",
+]
 
 
 def status(client: Client, service: str) -> int:
@@ -42,8 +47,13 @@ def test_every_service_serving_once_loaded(client: Client) -> None:
 def test_reflection_lists_services_and_resolves_messages(client: Client) -> None:
     db = ProtoReflectionDescriptorDatabase(client.channel)
     services = set(db.get_services())
-    assert {"tokenwire.v1.Generation", "tokenwire.v1.Understanding", "tokenwire.v1.Multimodal",
-            "tokenwire.v1.Models", "grpc.health.v1.Health"} <= services
+    assert {
+        "tokenwire.v1.Generation",
+        "tokenwire.v1.Understanding",
+        "tokenwire.v1.Multimodal",
+        "tokenwire.v1.Models",
+        "grpc.health.v1.Health",
+    } <= services
     generate = db.FindFileContainingSymbol("tokenwire.v1.GenerateRequest")
     assert generate.package == "tokenwire.v1"
 
@@ -60,8 +70,9 @@ def test_health_not_serving_while_models_load(demo_models_dir: Path) -> None:
     config = demo_config(demo_models_dir)
     by_name = {s.name: s for s in config.models}
     subset = Config(models=(by_name["tiny-bert"], by_name["tiny-llama"]))  # loaded in this order
-    server = InProcessServer(subset, registry_factory=lambda c: ModelRegistry(c.models, slow_loader),
-                             load=False).start()
+    server = InProcessServer(
+        subset, registry_factory=lambda c: ModelRegistry(c.models, slow_loader), load=False
+    ).start()
     try:
         with Client(server.target) as c:
             wait_serving(c, "tokenwire.v1.Understanding", timeout=60)  # tiny-bert loads first…
@@ -87,8 +98,7 @@ def test_failed_model_is_reported_while_others_serve(demo_models_dir: Path, tmp_
     broken.mkdir()
     (broken / "config.json").write_text('{"model_type": "llama", "architectures": ["LlamaForCausalLM"]}')
     config = demo_config(demo_models_dir)
-    specs = tuple(s for s in config.models if s.name == "tiny-gpt2") + (
-        ModelSpec(name="broken", path=str(broken)),)
+    specs = tuple(s for s in config.models if s.name == "tiny-gpt2") + (ModelSpec(name="broken", path=str(broken)),)
     server = InProcessServer(Config(models=specs)).start()
     try:
         with Client(server.target) as c:
@@ -116,12 +126,16 @@ def test_model_whose_engine_cannot_start_fails(demo_models_dir: Path, monkeypatc
 
     monkeypatch.setattr(Engines, "start", failing_start)
     by_name = {s.name: s for s in demo_config(demo_models_dir).models}
-    with InProcessServer(Config(models=(by_name["tiny-llama"], by_name["tiny-gpt2"]))) as server, \
-            Client(server.target) as c:
+    with (
+        InProcessServer(Config(models=(by_name["tiny-llama"], by_name["tiny-gpt2"]))) as server,
+        Client(server.target) as c,
+    ):
         info = c.models.GetModelInfo(models_pb2.GetModelInfoRequest(model="tiny-llama"))
         assert info.state == models_pb2.MODEL_STATE_FAILED
         assert info.error == "KV pool does not fit"
-        assert c.models.GetModelInfo(models_pb2.GetModelInfoRequest(model="tiny-gpt2")).state == \
-            models_pb2.MODEL_STATE_READY
+        assert (
+            c.models.GetModelInfo(models_pb2.GetModelInfoRequest(model="tiny-gpt2")).state
+            == models_pb2.MODEL_STATE_READY
+        )
         assert status(c, "tokenwire.v1.Generation") == SERVING
         assert status(c, "") == SERVING

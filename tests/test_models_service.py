@@ -73,21 +73,23 @@ def test_tokenize_matches_transformers_with_offsets(client: Client, demo_models_
     assert enc.tokens[0] == "[CLS]" and "[MASK]" in enc.tokens
     # Offsets are code-point positions into the original text.
     mask = list(enc.tokens).index("[MASK]")
-    assert text[enc.offsets[mask].start:enc.offsets[mask].end] == "[MASK]"
+    assert text[enc.offsets[mask].start : enc.offsets[mask].end] == "[MASK]"
 
 
 def test_add_special_tokens_defaults_to_true(client: Client) -> None:
     with_special = client.models.Tokenize(models_pb2.TokenizeRequest(model="tiny-llama", text="hello"))
-    without = client.models.Tokenize(models_pb2.TokenizeRequest(model="tiny-llama", text="hello",
-                                                                add_special_tokens=False))
+    without = client.models.Tokenize(
+        models_pb2.TokenizeRequest(model="tiny-llama", text="hello", add_special_tokens=False)
+    )
     assert len(with_special.ids) == len(without.ids) + 1
 
 
 def test_detokenize_skip_special_tokens(client: Client) -> None:
     enc = client.models.Tokenize(models_pb2.TokenizeRequest(model="tiny-llama", text="hello world"))
     kept = client.models.Detokenize(models_pb2.DetokenizeRequest(model="tiny-llama", ids=enc.ids))
-    skipped = client.models.Detokenize(models_pb2.DetokenizeRequest(model="tiny-llama", ids=enc.ids,
-                                                                    skip_special_tokens=True))
+    skipped = client.models.Detokenize(
+        models_pb2.DetokenizeRequest(model="tiny-llama", ids=enc.ids, skip_special_tokens=True)
+    )
     assert skipped.text == "hello world" and kept.text != skipped.text
 
 
@@ -103,10 +105,9 @@ def test_bad_tokenize_and_detokenize_input(client: Client) -> None:
     assert field_violations(err) == [("text", "must not be empty")]
 
     vocab = client.models.GetModelInfo(models_pb2.GetModelInfoRequest(model="tiny-llama")).vocab_size
-    err = _error(client.models.Detokenize,
-                 models_pb2.DetokenizeRequest(model="tiny-llama", ids=[1, 2, vocab + 5]))
+    err = _error(client.models.Detokenize, models_pb2.DetokenizeRequest(model="tiny-llama", ids=[1, 2, vocab + 5]))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
-    (field, description), = field_violations(err)
+    ((field, description),) = field_violations(err)
     assert field == "ids[2]" and str(vocab) in description
 
 

@@ -40,8 +40,19 @@ def build_protoset(out: Path) -> Path:
     """Compile proto/ into a FileDescriptorSet (imports included) with grpcio-tools' protoc."""
     out.parent.mkdir(parents=True, exist_ok=True)
     protos = sorted(str(p.relative_to(ROOT / "proto")) for p in (ROOT / "proto").rglob("*.proto"))
-    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{ROOT / 'proto'}", "--include_imports",
-                    f"--descriptor_set_out={out}", *protos], check=True, cwd=ROOT / "proto")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{ROOT / 'proto'}",
+            "--include_imports",
+            f"--descriptor_set_out={out}",
+            *protos,
+        ],
+        check=True,
+        cwd=ROOT / "proto",
+    )
     return out
 
 
@@ -50,8 +61,12 @@ class DemoServer:
 
     def __init__(self, tokenwire: str, demo_dir: str) -> None:
         self.log = tempfile.NamedTemporaryFile("w+", prefix="tokenwire-ghz-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen([tokenwire, "serve", "--demo", "--demo-dir", demo_dir, "--host", "127.0.0.1",
-                                      "--port", "0"], stdout=self.log, stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(
+            [tokenwire, "serve", "--demo", "--demo-dir", demo_dir, "--host", "127.0.0.1", "--port", "0"],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         self.target = ""
 
     def wait(self, timeout: float = 180) -> str:
@@ -91,8 +106,10 @@ def wait_serving(target: str, timeout: float) -> None:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             try:
-                if stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2).status == \
-                        health_pb2.HealthCheckResponse.SERVING:
+                if (
+                    stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2).status
+                    == health_pb2.HealthCheckResponse.SERVING
+                ):
                     return
             except grpc.RpcError:
                 pass
@@ -100,8 +117,9 @@ def wait_serving(target: str, timeout: float) -> None:
     raise TimeoutError(f"health of {target} never turned SERVING")
 
 
-def run_ghz(ghz: str, config: Path, mode: str, protoset: Path | None, target: str,
-            overrides: list[str], timeout: float) -> dict[str, Any]:
+def run_ghz(
+    ghz: str, config: Path, mode: str, protoset: Path | None, target: str, overrides: list[str], timeout: float
+) -> dict[str, Any]:
     cmd = [ghz, "--config", str(config), "-O", "json", *overrides]
     if mode == "protoset":
         assert protoset is not None
@@ -121,8 +139,10 @@ def summarize(name: str, mode: str, r: dict[str, Any]) -> str:
         return f"{name:<42} {mode:<10} FAILED: {r['failed'][:300]}"
     lat = {d["percentage"]: d["latency"] / 1e6 for d in r.get("latencyDistribution") or []}
     codes = ", ".join(f"{k} {v}" for k, v in sorted((r.get("statusCodeDistribution") or {}).items()))
-    return (f"{name:<42} {mode:<10} {r['count']:>6} calls {r['rps']:>8.1f}/s  "
-            f"p50 {lat.get(50, 0):7.2f} ms  p90 {lat.get(90, 0):7.2f} ms  p99 {lat.get(99, 0):7.2f} ms  [{codes}]")
+    return (
+        f"{name:<42} {mode:<10} {r['count']:>6} calls {r['rps']:>8.1f}/s  "
+        f"p50 {lat.get(50, 0):7.2f} ms  p90 {lat.get(90, 0):7.2f} ms  p99 {lat.get(99, 0):7.2f} ms  [{codes}]"
+    )
 
 
 def all_ok(r: dict[str, Any]) -> bool:
@@ -135,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("configs", nargs="*", help="config names (default: every *.json here)")
     p.add_argument("--target", help="HOST:PORT of a running server (default: start the demo server)")
     p.add_argument("--modes", default="reflection,protoset", help="comma-separated: reflection, protoset")
-    p.add_argument("--smoke", action="store_true",
-                   help="short runs (-n 24 -c 4 unless overridden), zero errors required")
+    p.add_argument(
+        "--smoke", action="store_true", help="short runs (-n 24 -c 4 unless overridden), zero errors required"
+    )
     p.add_argument("--require-ok", action="store_true", help="fail unless every call of every run is OK")
     p.add_argument("--skip", default="", help="comma-separated config names (or prefixes ending in *) to leave out")
     p.add_argument("--total", type=int, help="override each config's total calls")
@@ -146,8 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tokenwire", default=str(Path(sys.executable).with_name("tokenwire")))
     p.add_argument("--demo-dir", default=str(ROOT / "build/demo-models"))
     p.add_argument("--report-dir", default=str(ROOT / "build/ghz/reports"))
-    p.add_argument("--stream-load", metavar="ARGS", default=None,
-                   help="then run bench/stream_load.py against the same server with these arguments")
+    p.add_argument(
+        "--stream-load",
+        metavar="ARGS",
+        default=None,
+        help="then run bench/stream_load.py against the same server with these arguments",
+    )
     args = p.parse_args(argv)
 
     names = args.configs or sorted(c.stem for c in HERE.glob("*.json"))
@@ -156,8 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         skips.append("*" + EXPECTED_CANCEL_SUFFIX)
 
     def skipped(name: str) -> bool:
-        return any(name == s or (s.endswith("*") and name.startswith(s[:-1]))
-                   or (s.startswith("*") and name.endswith(s[1:])) for s in skips)
+        return any(
+            name == s or (s.endswith("*") and name.startswith(s[:-1])) or (s.startswith("*") and name.endswith(s[1:]))
+            for s in skips
+        )
 
     names = [n for n in names if not skipped(n)]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -207,9 +234,12 @@ def main(argv: list[str] | None = None) -> int:
     if failures:
         print(f"FAILED: {', '.join(failures)}", file=sys.stderr)
         if any(mode == "reflection" and "Symbol not found" in r.get("failed", "") for mode, r in results):
-            print("note: 'Symbol not found' by reflection means the server could not resolve a method's full"
-                  " name (grpcio-reflection over the upb descriptor pool knows services and messages only);"
-                  " see docs/clients.md, 'Reflection'", file=sys.stderr)
+            print(
+                "note: 'Symbol not found' by reflection means the server could not resolve a method's full"
+                " name (grpcio-reflection over the upb descriptor pool knows services and messages only);"
+                " see docs/clients.md, 'Reflection'",
+                file=sys.stderr,
+            )
         return 1
     print(f"ghz: {len(names) * len(modes)} runs OK; reports in {report_dir}")
     return 0

@@ -12,17 +12,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from .config import Config
+from .engine.engines import Engines
 from .interceptor import ServerInterceptor
 from .models.cuda_attention import configure_cuda_attention
 from .models.registry import ModelRegistry, ModelState
 from .reflection import enable_reflection
 from .security import TokenAuth, server_credentials
-from .engine.engines import Engines
 from .services.generation import GenerationServicer
 from .services.models import ModelsServicer
 from .services.multimodal import MultimodalServicer, image_limits_from
@@ -74,7 +75,8 @@ class TokenwireServer:
         )
         models_pb2_grpc.add_ModelsServicer_to_server(ModelsServicer(self.registry, self.engines), self._server)
         generation_pb2_grpc.add_GenerationServicer_to_server(
-            GenerationServicer(self.registry, self.engines), self._server)
+            GenerationServicer(self.registry, self.engines), self._server
+        )
         self.understanding = UnderstandingServicer(self.registry)
         understanding_pb2_grpc.add_UnderstandingServicer_to_server(self.understanding, self._server)
         self.multimodal = MultimodalServicer(self.registry, self.engines, image_limits_from(options))
@@ -141,6 +143,7 @@ async def serve(config: Config) -> None:
     await server.start()
     if options.metrics_port is not None:
         from .observability.metrics import serve_metrics
+
         metrics_port = serve_metrics(options.metrics_port, options.host)
         print(f"tokenwire metrics on http://{options.host}:{metrics_port}/metrics", flush=True)
     print(f"tokenwire serving on {options.host}:{server.port}", flush=True)

@@ -20,6 +20,7 @@ DEFAULT_TARGET = "127.0.0.1:50051"
 
 def _print_json(message: Any) -> None:
     from google.protobuf import json_format
+
     print(json_format.MessageToJson(message, indent=None, ensure_ascii=False))
 
 
@@ -30,16 +31,24 @@ def _client(args: argparse.Namespace) -> Any:
         return Path(path).read_bytes() if path else None
 
     token = Path(args.auth_token_file).read_text().strip().splitlines()[0] if args.auth_token_file else None
-    return Client(args.target, tls=args.tls, tls_ca=read(args.tls_ca), tls_cert=read(args.tls_cert),
-                  tls_key=read(args.tls_key), token=token)
+    return Client(
+        args.target,
+        tls=args.tls,
+        tls_ca=read(args.tls_ca),
+        tls_cert=read(args.tls_cert),
+        tls_key=read(args.tls_key),
+        token=token,
+    )
 
 
 def _run(call: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """Turn RPC errors into one readable line (plus field violations) and exit status 1."""
+
     def wrapped(args: argparse.Namespace) -> int:
         import grpc
 
         from .client import field_violations
+
         try:
             if args.command in _TASK_OF_COMMAND and args.model is None:
                 args.model = _default_model(args)
@@ -54,14 +63,21 @@ def _run(call: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
             # ends them. Point stdout at /dev/null so the interpreter's final flush cannot raise.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 128 + signal.SIGPIPE
+
     return wrapped
 
 
 # Commands whose --model may be omitted → the task whose first READY model they then use.
 _TASK_OF_COMMAND = {
-    "tokenize": "TASK_UNSPECIFIED", "detokenize": "TASK_UNSPECIFIED", "generate": "TASK_GENERATE",
-    "chat": "TASK_MULTIMODAL_CHAT", "fill-mask": "TASK_FILL_MASK", "next-sentence": "TASK_NEXT_SENTENCE",
-    "answer": "TASK_ANSWER_QUESTION", "classify-image": "TASK_CLASSIFY_IMAGE", "embed": "TASK_EMBED",
+    "tokenize": "TASK_UNSPECIFIED",
+    "detokenize": "TASK_UNSPECIFIED",
+    "generate": "TASK_GENERATE",
+    "chat": "TASK_MULTIMODAL_CHAT",
+    "fill-mask": "TASK_FILL_MASK",
+    "next-sentence": "TASK_NEXT_SENTENCE",
+    "answer": "TASK_ANSWER_QUESTION",
+    "classify-image": "TASK_CLASSIFY_IMAGE",
+    "embed": "TASK_EMBED",
 }
 
 
@@ -81,6 +97,7 @@ def _default_model(args: argparse.Namespace) -> str:
 
 def _image(path: str) -> Any:
     from .v1 import common_pb2
+
     # An unknown extension sends no mime type: the server then detects the format from the bytes.
     mime = mimetypes.guess_type(path)[0] or ""
     return common_pb2.Image(data=Path(path).read_bytes(), mime_type=mime if mime.startswith("image/") else "")
@@ -88,8 +105,10 @@ def _image(path: str) -> Any:
 
 # --- Models -----------------------------------------------------------------------------------
 
+
 def _models(args: argparse.Namespace) -> int:
     from .v1 import models_pb2
+
     with _client(args) as c:
         if args.model:
             info = c.models.GetModelInfo(models_pb2.GetModelInfoRequest(model=args.model), timeout=args.timeout)
@@ -108,38 +127,45 @@ def _models(args: argparse.Namespace) -> int:
 
 def _tokenize(args: argparse.Namespace) -> int:
     from .v1 import models_pb2
+
     with _client(args) as c:
-        reply = c.models.Tokenize(models_pb2.TokenizeRequest(
-            model=args.model, text=args.text, add_special_tokens=not args.no_special_tokens),
-            timeout=args.timeout)
+        reply = c.models.Tokenize(
+            models_pb2.TokenizeRequest(model=args.model, text=args.text, add_special_tokens=not args.no_special_tokens),
+            timeout=args.timeout,
+        )
     if args.json:
         _print_json(reply)
     else:
-        for i, tok, off in zip(reply.ids, reply.tokens, reply.offsets):
+        for i, tok, off in zip(reply.ids, reply.tokens, reply.offsets, strict=True):
             print(f"{i}\t{tok!r}\t[{off.start}, {off.end})")
     return 0
 
 
 def _detokenize(args: argparse.Namespace) -> int:
     from .v1 import models_pb2
+
     with _client(args) as c:
-        reply = c.models.Detokenize(models_pb2.DetokenizeRequest(
-            model=args.model, ids=args.ids, skip_special_tokens=args.skip_special_tokens),
-            timeout=args.timeout)
+        reply = c.models.Detokenize(
+            models_pb2.DetokenizeRequest(model=args.model, ids=args.ids, skip_special_tokens=args.skip_special_tokens),
+            timeout=args.timeout,
+        )
     _print_json(reply) if args.json else print(reply.text)
     return 0
 
 
 # --- Generation ---------------------------------------------------------------------------------
 
+
 def _generation_fields(args: argparse.Namespace) -> dict[str, Any]:
     from .v1 import common_pb2
+
     sampling = common_pb2.SamplingParams()
     for name in ("temperature", "top_k", "top_p", "min_p", "typical_p", "repetition_penalty", "seed"):
         if getattr(args, name) is not None:
             setattr(sampling, name, getattr(args, name))
-    stopping = common_pb2.StoppingParams(stop=args.stop or [], ignore_eos=args.ignore_eos,
-                                         min_new_tokens=args.min_new_tokens or 0)
+    stopping = common_pb2.StoppingParams(
+        stop=args.stop or [], ignore_eos=args.ignore_eos, min_new_tokens=args.min_new_tokens or 0
+    )
     if args.max_new_tokens is not None:
         stopping.max_new_tokens = args.max_new_tokens
     beam = common_pb2.BeamParams()
@@ -148,11 +174,12 @@ def _generation_fields(args: argparse.Namespace) -> dict[str, Any]:
         method, beam.num_beams = common_pb2.DECODING_METHOD_BEAM_SEARCH, args.num_beams
     elif args.sample or any(getattr(args, n) is not None for n in ("temperature", "top_k", "top_p", "seed")):
         method = common_pb2.DECODING_METHOD_SAMPLE
-    return {"method": method, "sampling": sampling, "stopping": stopping, "beam": beam,
-            "num_return_sequences": args.n}
+    return {"method": method, "sampling": sampling, "stopping": stopping, "beam": beam, "num_return_sequences": args.n}
 
 
-def _print_generation(args: argparse.Namespace, call: Callable[..., Any], stream_call: Callable[..., Any], request: Any) -> int:
+def _print_generation(
+    args: argparse.Namespace, call: Callable[..., Any], stream_call: Callable[..., Any], request: Any
+) -> int:
     if args.stream:
         for chunk in stream_call(request, timeout=args.timeout):
             if args.json:
@@ -173,6 +200,7 @@ def _print_generation(args: argparse.Namespace, call: Callable[..., Any], stream
 
 def _generate(args: argparse.Namespace) -> int:
     from .v1 import generation_pb2
+
     request = generation_pb2.GenerateRequest(model=args.model, prompt=args.prompt, **_generation_fields(args))
     with _client(args) as c:
         return _print_generation(args, c.generation.Generate, c.generation.GenerateStream, request)
@@ -180,24 +208,33 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _chat(args: argparse.Namespace) -> int:
     from .v1 import multimodal_pb2
+
     parts = [multimodal_pb2.ContentPart(image=_image(p)) for p in args.image or []]
     parts.append(multimodal_pb2.ContentPart(text=args.text))
     request = multimodal_pb2.MultimodalChatRequest(
-        model=args.model, messages=[multimodal_pb2.ChatMessage(role="user", parts=parts)],
-        **_generation_fields(args))
+        model=args.model, messages=[multimodal_pb2.ChatMessage(role="user", parts=parts)], **_generation_fields(args)
+    )
     with _client(args) as c:
         return _print_generation(args, c.multimodal.MultimodalChat, c.multimodal.MultimodalChatStream, request)
 
 
 # --- Understanding and multimodal -------------------------------------------------------------
 
+
 def _fill_mask(args: argparse.Namespace) -> int:
     from .v1 import understanding_pb2
+
     with _client(args) as c:
-        reply = c.understanding.FillMask(understanding_pb2.FillMaskRequest(
-            model=args.model, text=args.text, top_k=args.top_k, targets=args.target_word or [],
-            truncate=args.truncate),
-            timeout=args.timeout)
+        reply = c.understanding.FillMask(
+            understanding_pb2.FillMaskRequest(
+                model=args.model,
+                text=args.text,
+                top_k=args.top_k,
+                targets=args.target_word or [],
+                truncate=args.truncate,
+            ),
+            timeout=args.timeout,
+        )
     if args.json:
         _print_json(reply)
     else:
@@ -209,22 +246,34 @@ def _fill_mask(args: argparse.Namespace) -> int:
 
 def _next_sentence(args: argparse.Namespace) -> int:
     from .v1 import understanding_pb2
+
     with _client(args) as c:
-        reply = c.understanding.NextSentence(understanding_pb2.NextSentenceRequest(
-            model=args.model, sentence_a=args.sentence_a, sentence_b=args.sentence_b,
-            truncate=args.truncate), timeout=args.timeout)
+        reply = c.understanding.NextSentence(
+            understanding_pb2.NextSentenceRequest(
+                model=args.model, sentence_a=args.sentence_a, sentence_b=args.sentence_b, truncate=args.truncate
+            ),
+            timeout=args.timeout,
+        )
     _print_json(reply) if args.json else print(f"is_next={reply.is_next} p={reply.is_next_probability:.4f}")
     return 0
 
 
 def _answer(args: argparse.Namespace) -> int:
     from .v1 import understanding_pb2
+
     with _client(args) as c:
-        reply = c.understanding.AnswerQuestion(understanding_pb2.AnswerQuestionRequest(
-            model=args.model, question=args.question, context=args.context, top_k=args.top_k,
-            max_answer_length=args.max_answer_length, doc_stride=args.doc_stride,
-            handle_impossible_answer=args.handle_impossible_answer),
-            timeout=args.timeout)
+        reply = c.understanding.AnswerQuestion(
+            understanding_pb2.AnswerQuestionRequest(
+                model=args.model,
+                question=args.question,
+                context=args.context,
+                top_k=args.top_k,
+                max_answer_length=args.max_answer_length,
+                doc_stride=args.doc_stride,
+                handle_impossible_answer=args.handle_impossible_answer,
+            ),
+            timeout=args.timeout,
+        )
     if args.json:
         _print_json(reply)
     else:
@@ -235,10 +284,17 @@ def _answer(args: argparse.Namespace) -> int:
 
 def _classify_image(args: argparse.Namespace) -> int:
     from .v1 import multimodal_pb2
+
     with _client(args) as c:
-        reply = c.multimodal.ClassifyImage(multimodal_pb2.ClassifyImageRequest(
-            model=args.model, image=_image(args.image), labels=args.labels,
-            hypothesis_template=args.hypothesis_template or ""), timeout=args.timeout)
+        reply = c.multimodal.ClassifyImage(
+            multimodal_pb2.ClassifyImageRequest(
+                model=args.model,
+                image=_image(args.image),
+                labels=args.labels,
+                hypothesis_template=args.hypothesis_template or "",
+            ),
+            timeout=args.timeout,
+        )
     if args.json:
         _print_json(reply)
     else:
@@ -249,10 +305,18 @@ def _classify_image(args: argparse.Namespace) -> int:
 
 def _embed(args: argparse.Namespace) -> int:
     from .v1 import multimodal_pb2
+
     with _client(args) as c:
-        reply = c.multimodal.Embed(multimodal_pb2.EmbedRequest(
-            model=args.model, texts=args.text or [], images=[_image(p) for p in args.image or []],
-            normalize=args.normalize, truncate=args.truncate), timeout=args.timeout)
+        reply = c.multimodal.Embed(
+            multimodal_pb2.EmbedRequest(
+                model=args.model,
+                texts=args.text or [],
+                images=[_image(p) for p in args.image or []],
+                normalize=args.normalize,
+                truncate=args.truncate,
+            ),
+            timeout=args.timeout,
+        )
     if args.json:
         _print_json(reply)
     else:
@@ -332,8 +396,9 @@ def add_client_commands(sub: Any) -> None:
     p.add_argument("--top-k", type=int, default=1)
     p.add_argument("--max-answer-length", type=int, default=0, help="tokens (default 15)")
     p.add_argument("--doc-stride", type=int, default=0, help="window overlap in tokens (default 128)")
-    p.add_argument("--handle-impossible-answer", action="store_true",
-                   help="allow the empty answer when the model rates it best")
+    p.add_argument(
+        "--handle-impossible-answer", action="store_true", help="allow the empty answer when the model rates it best"
+    )
     p = command("classify-image", _classify_image, "zero-shot image classification")
     p.add_argument("--model", help="model name (default: the first ready model that does this)")
     p.add_argument("--image", required=True)

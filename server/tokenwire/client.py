@@ -24,9 +24,17 @@ DEFAULT_TARGET = "127.0.0.1:50051"
 
 
 class Client:
-    def __init__(self, target: str = DEFAULT_TARGET, *, options: list[tuple[str, Any]] | None = None,
-                 tls_ca: bytes | None = None, tls_cert: bytes | None = None, tls_key: bytes | None = None,
-                 token: str | None = None, tls: bool = False) -> None:
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        options: list[tuple[str, Any]] | None = None,
+        tls_ca: bytes | None = None,
+        tls_cert: bytes | None = None,
+        tls_key: bytes | None = None,
+        token: str | None = None,
+        tls: bool = False,
+    ) -> None:
         """`tls` or `tls_ca`: connect with TLS (`tls_ca` = the server's CA, default the system
         roots); `tls_cert`/`tls_key`: client certificate for mutual TLS; `token`: bearer token
         sent with every call."""
@@ -37,8 +45,7 @@ class Client:
         if tls or tls_ca or tls_cert:
             credentials = grpc.ssl_channel_credentials(tls_ca, tls_key, tls_cert)
             if token:
-                credentials = grpc.composite_channel_credentials(
-                    credentials, grpc.access_token_call_credentials(token))
+                credentials = grpc.composite_channel_credentials(credentials, grpc.access_token_call_credentials(token))
             self.channel = grpc.secure_channel(target, credentials, options=options)
         else:
             interceptors = [_BearerToken(token)] if token else []

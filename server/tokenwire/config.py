@@ -45,8 +45,17 @@ _DEVICE_RE = re.compile(r"^(cpu|disk|cuda|cuda:\d+|\d+|mps)$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.I)
-_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_UNITS = {
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
 
 
 @dataclass(frozen=True)
@@ -190,6 +199,7 @@ def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
         if value not in options:
             raise ValueError(f"must be one of {', '.join(options)}, got {value!r}")
         return str(value)
+
     return check
 
 
@@ -210,15 +220,16 @@ def _device_map(value: Any) -> str | dict[str, str]:
     if isinstance(value, str):
         if value in DEVICE_MAP_STRATEGIES or _DEVICE_RE.match(value):
             return value
-        raise ValueError(f"must be one of {', '.join(DEVICE_MAP_STRATEGIES)}, a device "
-                         f"(cpu, cuda, cuda:N) or a table of module = device, got {value!r}")
+        raise ValueError(
+            f"must be one of {', '.join(DEVICE_MAP_STRATEGIES)}, a device "
+            f"(cpu, cuda, cuda:N) or a table of module = device, got {value!r}"
+        )
     _typed(value, dict, "a string or a table of module = device")
     out = {}
     for module, device in value.items():
         device = str(device)
         if not _DEVICE_RE.match(device):
-            raise ValueError(f"device for module {module!r} must be cpu, disk, cuda:N or a GPU "
-                             f"index, got {device!r}")
+            raise ValueError(f"device for module {module!r} must be cpu, disk, cuda:N or a GPU index, got {device!r}")
         out[str(module)] = device
     return out
 
@@ -328,8 +339,9 @@ def _resolve_path(raw: str, base_dir: Path) -> tuple[str, bool]:
     looks_local = raw.startswith(("/", ".", "~")) or Path(raw).expanduser().is_absolute()
     if not looks_local and _HUB_ID_RE.match(raw):
         return raw, False
-    raise ValueError(f"must be an existing directory or a hub id like 'org/name', "
-                     f"got {raw!r} ({candidate} does not exist)")
+    raise ValueError(
+        f"must be an existing directory or a hub id like 'org/name', got {raw!r} ({candidate} does not exist)"
+    )
 
 
 def _parse_model(index: int, table: Any, base_dir: Path, problems: _Problems) -> ModelSpec | None:
@@ -351,8 +363,10 @@ def _parse_model(index: int, table: Any, base_dir: Path, problems: _Problems) ->
         if required not in table:
             problems.add(where, f"missing required key {required!r}")
     if "name" in values and not _NAME_RE.match(values["name"]):
-        problems.add(f"{where}, key 'name'", "must be 1-128 letters, digits, '.', '_' or '-', "
-                     f"starting with a letter or digit, got {values['name']!r}")
+        problems.add(
+            f"{where}, key 'name'",
+            f"must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit, got {values['name']!r}",
+        )
     if "path" in values:
         try:
             values["path"], values["is_local"] = _resolve_path(values["path"], base_dir)

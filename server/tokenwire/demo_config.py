@@ -23,6 +23,7 @@ def demo_config(models_dir: Path | None = None, server: ServerSpec | None = None
     root = models_dir or default_cache_dir() / "demo-models"
     paths = build_demo_models(root, DEMO_MODEL_NAMES)
     # The demo models are tiny and fast: let a request use their whole context window.
-    specs = tuple(ModelSpec(name=name, path=str(paths[name].resolve()), max_new_tokens=2048)
-                  for name in DEMO_MODEL_NAMES)
+    specs = tuple(
+        ModelSpec(name=name, path=str(paths[name].resolve()), max_new_tokens=2048) for name in DEMO_MODEL_NAMES
+    )
     return Config(server=server or ServerSpec(), models=specs)

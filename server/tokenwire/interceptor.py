@@ -47,9 +47,12 @@ def request_id(context: grpc.aio.ServicerContext) -> str:
 def _details(exc: TokenwireError) -> list[any_pb2.Any]:
     packed: list[any_pb2.Any] = []
     if isinstance(exc, InvalidArgument):
-        bad = error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-            for v in exc.violations])
+        bad = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                for v in exc.violations
+            ]
+        )
         packed.append(any_pb2.Any())
         packed[-1].Pack(bad)
     if isinstance(exc, ResourceExhausted):
@@ -68,8 +71,9 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 def status_for(exc: BaseException, rid: str, method: str) -> tuple[grpc.StatusCode, str, tuple[tuple[str, Any], ...]]:
     """(code, message, trailing metadata) a client sees for `exc`; logs unexpected ones."""
     if _is_out_of_memory(exc):
-        exc = ResourceExhausted("the model ran out of device memory on this request; retry later, "
-                                "or with a shorter input or fewer tokens")
+        exc = ResourceExhausted(
+            "the model ran out of device memory on this request; retry later, or with a shorter input or fewer tokens"
+        )
     if isinstance(exc, TokenwireError):
         code, message, details = exc.code, exc.message, _details(exc)
     else:
@@ -98,8 +102,11 @@ class _Call:
         owner = self._owner
         if owner.draining and not self.method.startswith(_HEALTH_PREFIX):
             raise Unavailable("the server is shutting down; retry on another instance")
-        if owner.auth is not None and owner.auth.required_for(self.method) \
-                and not owner.auth.allows(self.context.invocation_metadata()):
+        if (
+            owner.auth is not None
+            and owner.auth.required_for(self.method)
+            and not owner.auth.allows(self.context.invocation_metadata())
+        ):
             raise Unauthenticated("missing or invalid credentials: send 'authorization: Bearer <token>'")
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
@@ -121,7 +128,9 @@ class _Call:
         metrics.REQUEST_SECONDS.labels(rpc, self.model).observe(time.perf_counter() - self.start)
 
 
-def _wrap_unary(owner: ServerInterceptor, behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
+def _wrap_unary(
+    owner: ServerInterceptor, behavior: Callable[..., Awaitable[Any]], method: str
+) -> Callable[..., Awaitable[Any]]:
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
         call = _Call(owner, method, context)
         try:
@@ -138,6 +147,7 @@ def _wrap_unary(owner: ServerInterceptor, behavior: Callable[..., Awaitable[Any]
             call.done()
         context.set_trailing_metadata(call.metadata())
         return response
+
     return handler
 
 
@@ -162,6 +172,7 @@ def _wrap_stream(owner: ServerInterceptor, behavior: Callable[..., Any], method:
         finally:
             call.done()
         context.set_trailing_metadata(call.metadata())
+
     return handler
 
 
@@ -193,14 +204,17 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
 def _guard_bidi(auth: TokenAuth, behavior: Callable[..., Any]) -> Callable[..., Any]:
     """Reflection (a bidi stream): check credentials once, then delegate."""
+
     async def guarded(request_iterator: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         if not auth.allows(context.invocation_metadata()):
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                "missing or invalid credentials: send 'authorization: Bearer <token>'")
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED, "missing or invalid credentials: send 'authorization: Bearer <token>'"
+            )
         result = behavior(request_iterator, context)
         if inspect.isasyncgen(result):
             async for item in result:
                 yield item
         else:
             await result
+
     return guarded

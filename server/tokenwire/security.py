@@ -30,8 +30,9 @@ def server_credentials(cert: str, key: str, client_ca: str | None) -> grpc.Serve
         roots = Path(client_ca).read_bytes() if client_ca else None
     except OSError as exc:
         raise ConfigError([f"TLS: cannot read {exc.filename}: {exc.strerror}"]) from None
-    return grpc.ssl_server_credentials([(private, chain)], root_certificates=roots,
-                                       require_client_auth=roots is not None)
+    return grpc.ssl_server_credentials(
+        [(private, chain)], root_certificates=roots, require_client_auth=roots is not None
+    )
 
 
 class TokenAuth:
@@ -56,7 +57,7 @@ class TokenAuth:
     def allows(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> bool:
         for key, value in metadata or ():
             if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
-                offered = value[len("Bearer "):].strip().encode()
+                offered = value[len("Bearer ") :].strip().encode()
                 # Compare with every token (no early exit) so timing reveals nothing.
                 return any([hmac.compare_digest(offered, token) for token in self._tokens])
         return False

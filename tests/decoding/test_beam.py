@@ -17,9 +17,18 @@ PAD = 0
 @pytest.fixture(scope="module")
 def model() -> LlamaForCausalLM:
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                      pad_token_id=PAD, bos_token_id=1, eos_token_id=2)
+    cfg = LlamaConfig(
+        vocab_size=V,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        pad_token_id=PAD,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
     m = LlamaForCausalLM(cfg).eval()
     with torch.no_grad():
         m.lm_head.weight.mul_(8.0)  # peakier distributions: beams diverge and EOS gets chosen
@@ -30,9 +39,18 @@ def model() -> LlamaForCausalLM:
 def wide_model() -> LlamaForCausalLM:
     """GPT-2's vocabulary size: 49 whole 1024-entry blocks of the core's row pass and a ragged tail."""
     torch.manual_seed(1)
-    cfg = LlamaConfig(vocab_size=WIDE_V, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                      pad_token_id=PAD, bos_token_id=1, eos_token_id=2)
+    cfg = LlamaConfig(
+        vocab_size=WIDE_V,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        pad_token_id=PAD,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
     m = LlamaForCausalLM(cfg).eval()
     with torch.no_grad():
         m.lm_head.weight.mul_(12.0)  # peakier distributions
@@ -42,8 +60,9 @@ def wide_model() -> LlamaForCausalLM:
 def _eos_for(model: LlamaForCausalLM, prompts: torch.Tensor) -> int:
     """A token the beams will actually produce: greedy's third token of the first prompt."""
     with torch.no_grad():
-        out = model.generate(prompts[:1], do_sample=False, max_new_tokens=3, min_new_tokens=3, pad_token_id=PAD,
-                             eos_token_id=None)
+        out = model.generate(
+            prompts[:1], do_sample=False, max_new_tokens=3, min_new_tokens=3, pad_token_id=PAD, eos_token_id=None
+        )
     return int(out[0, -1])
 
 
@@ -56,8 +75,8 @@ def _ours(model: LlamaForCausalLM, prompts: torch.Tensor, params: BeamParams) ->
         batch = [row for i in live for row in seqs[i]]
         with torch.no_grad():
             logits = model(torch.tensor(batch)).logits[:, -1, :]  # a strided view, passed as is
-        for i, st in zip(live, stepper.step([searches[i] for i in live], logits)):
-            seqs[i] = [seqs[i][int(p)] + [int(t)] for p, t in zip(st.parents, st.tokens)]
+        for i, st in zip(live, stepper.step([searches[i] for i in live], logits), strict=True):
+            seqs[i] = [seqs[i][int(p)] + [int(t)] for p, t in zip(st.parents, st.tokens, strict=True)]
     return [[(h.token_ids, h.score) for h in s.hypotheses()] for s in searches]
 
 
@@ -67,8 +86,14 @@ CONFIGS = [
     dict(num_beams=4, length_penalty=2.0, early_stopping="never", num_return_sequences=4),
     dict(num_beams=2, length_penalty=-1.0, early_stopping=False, num_return_sequences=1),
     dict(num_beams=5, length_penalty=1.0, early_stopping="never", num_return_sequences=2),
-    dict(num_beams=3, length_penalty=1.0, early_stopping=False, num_return_sequences=2, repetition_penalty=1.5,
-         no_repeat_ngram_size=2),
+    dict(
+        num_beams=3,
+        length_penalty=1.0,
+        early_stopping=False,
+        num_return_sequences=2,
+        repetition_penalty=1.5,
+        no_repeat_ngram_size=2,
+    ),
 ]
 
 
@@ -78,18 +103,26 @@ def _check_against_transformers(model: LlamaForCausalLM, cfg: dict[str, object])
     eos = _eos_for(model, prompts)
     max_new = 10
     with torch.no_grad():
-        hf = model.generate(prompts, do_sample=False, max_new_tokens=max_new, pad_token_id=PAD, eos_token_id=eos,
-                            output_scores=True, return_dict_in_generate=True, **cfg)  # type: ignore[arg-type]
+        hf = model.generate(
+            prompts,
+            do_sample=False,
+            max_new_tokens=max_new,
+            pad_token_id=PAD,
+            eos_token_id=eos,
+            output_scores=True,
+            return_dict_in_generate=True,
+            **cfg,
+        )  # type: ignore[arg-type]
     params = BeamParams(max_new_tokens=max_new, eos_token_ids=[eos], **cfg)  # type: ignore[arg-type]
     ours = _ours(model, prompts, params)
     n = int(cfg["num_return_sequences"])  # type: ignore[call-overload]
     for b in range(len(prompts)):
         for r in range(n):
             tokens, score = ours[b][r]
-            want = hf.sequences[b * n + r, prompts.shape[1]:].tolist()
+            want = hf.sequences[b * n + r, prompts.shape[1] :].tolist()
             assert want[: len(tokens)] == tokens, f"prompt {b}, hypothesis {r}"
             fill = PAD or eos  # transformers fills with `pad_token_id or eos`: 0 is falsy
-            assert all(t == fill for t in want[len(tokens):])
+            assert all(t == fill for t in want[len(tokens) :])
             # float32 scores: length_penalty < 0 multiplies them into the hundreds, where one ulp is 3e-5
             assert score == pytest.approx(float(hf.sequences_scores[b * n + r]), rel=1e-6, abs=1e-5)
 

@@ -39,8 +39,11 @@ def _cr_log_softmax(x: torch.Tensor, dim: int = -1, **_: object) -> torch.Tensor
 
 @contextlib.contextmanager
 def _correctly_rounded_softmax() -> Iterator[None]:
-    with mock.patch.object(torch.Tensor, "softmax", _cr_softmax), mock.patch.object(torch, "softmax", _cr_softmax), \
-            mock.patch.object(torch.nn.functional, "log_softmax", _cr_log_softmax):
+    with (
+        mock.patch.object(torch.Tensor, "softmax", _cr_softmax),
+        mock.patch.object(torch, "softmax", _cr_softmax),
+        mock.patch.object(torch.nn.functional, "log_softmax", _cr_log_softmax),
+    ):
         yield
 
 
@@ -51,8 +54,9 @@ def _ours(params: SamplingParams, logits: np.ndarray, history: list[int] | None 
     return s.process(row)[0]
 
 
-def _theirs(proc: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], logits: np.ndarray,
-            history: list[int] | None = None) -> np.ndarray:
+def _theirs(
+    proc: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], logits: np.ndarray, history: list[int] | None = None
+) -> np.ndarray:
     ids = torch.tensor([history or [0]])
     return proc(ids, torch.from_numpy(np.asarray(logits, np.float32).reshape(1, -1)))[0].numpy()
 
@@ -69,6 +73,7 @@ def _assert_same_survivors(ours: np.ndarray, want: np.ndarray, logits: np.ndarra
 
 
 # ---- the two defects of the issue, against transformers' classes as they are -----------------------
+
 
 def test_top_p_at_an_exact_mass_boundary() -> None:
     """transformers' own TopPLogitsWarper test rows: 0.1 + 0.1 is 1 - 0.8 in float32."""
@@ -112,8 +117,10 @@ def test_eos_listed_as_a_bad_word_is_not_banned() -> None:
     words = [[4], [2], [6, 4], [1, 5]]
     for history in ([1, 3], [3, 6], [6, 1]):
         want = _theirs(lp.NoBadWordsLogitsProcessor(words, eos_token_id=[4, 7]), logits, history)
-        for params in (SamplingParams(bad_words_ids=words, eos_token_ids=[4, 7], seed=0),
-                       SamplingParams(bad_words_ids=words, eos_token_ids=[4, 7], temperature=0.0)):
+        for params in (
+            SamplingParams(bad_words_ids=words, eos_token_ids=[4, 7], seed=0),
+            SamplingParams(bad_words_ids=words, eos_token_ids=[4, 7], temperature=0.0),
+        ):
             np.testing.assert_array_equal(_ours(params, logits, history), want)
     # greedy step: EOS, the largest logit, is chosen although [4] is listed
     s = BatchSampler(8)

@@ -36,8 +36,11 @@ def test_invalid_sampling_params(kwargs: dict[str, object], field: str, message:
 
 def test_token_ids_are_checked_against_the_vocabulary() -> None:
     s = BatchSampler(100)
-    for kwargs, field in [({"logit_bias": {100: 1.0}}, "logit_bias"), ({"eos_token_ids": [100]}, "eos_token_ids"),
-                          ({"bad_words_ids": [[5, 120]]}, "bad_words_ids")]:
+    for kwargs, field in [
+        ({"logit_bias": {100: 1.0}}, "logit_bias"),
+        ({"eos_token_ids": [100]}, "eos_token_ids"),
+        ({"bad_words_ids": [[5, 120]]}, "bad_words_ids"),
+    ]:
         with pytest.raises(InvalidParameter, match=r"in \[0, 100\)") as e:
             s.add("r", SamplingParams(**kwargs), [1])  # type: ignore[arg-type]
         assert e.value.field == field
@@ -46,8 +49,12 @@ def test_token_ids_are_checked_against_the_vocabulary() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
-    [({"num_beams": 0}, "num_beams"), ({"num_beams": 2, "num_return_sequences": 3}, "num_return_sequences"),
-     ({"early_stopping": "sometimes"}, "early_stopping"), ({"max_new_tokens": 0}, "max_new_tokens")],
+    [
+        ({"num_beams": 0}, "num_beams"),
+        ({"num_beams": 2, "num_return_sequences": 3}, "num_return_sequences"),
+        ({"early_stopping": "sometimes"}, "early_stopping"),
+        ({"max_new_tokens": 0}, "max_new_tokens"),
+    ],
 )
 def test_invalid_beam_params(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(InvalidParameter) as e:
@@ -59,11 +66,37 @@ def test_neutral_values_mean_stage_absent() -> None:
     s = BatchSampler(50)
     s.add("plain", SamplingParams(), [])
     s.add("greedy", SamplingParams(temperature=0.0, top_k=5, top_p=0.5, repetition_penalty=1.2), [])
-    s.add("full", SamplingParams(logit_bias={1: 1.0}, repetition_penalty=1.1, frequency_penalty=0.1,
-                                 no_repeat_ngram_size=3, bad_words_ids=[[2]], min_new_tokens=2, eos_token_ids=[3],
-                                 temperature=0.7, top_k=5, top_p=0.9, min_p=0.05, typical_p=0.9), [])
+    s.add(
+        "full",
+        SamplingParams(
+            logit_bias={1: 1.0},
+            repetition_penalty=1.1,
+            frequency_penalty=0.1,
+            no_repeat_ngram_size=3,
+            bad_words_ids=[[2]],
+            min_new_tokens=2,
+            eos_token_ids=[3],
+            temperature=0.7,
+            top_k=5,
+            top_p=0.9,
+            min_p=0.05,
+            typical_p=0.9,
+        ),
+        [],
+    )
     assert s.stages("plain") == ["categorical"]
     assert s.stages("greedy") == ["repetition_penalty", "greedy"]
-    assert s.stages("full") == ["logit_bias", "repetition_penalty", "frequency_presence_penalty", "no_repeat_ngram",
-                                "bad_words", "min_new_tokens", "temperature", "top_k", "top_p", "min_p", "typical_p",
-                                "categorical"]
+    assert s.stages("full") == [
+        "logit_bias",
+        "repetition_penalty",
+        "frequency_presence_penalty",
+        "no_repeat_ngram",
+        "bad_words",
+        "min_new_tokens",
+        "temperature",
+        "top_k",
+        "top_p",
+        "min_p",
+        "typical_p",
+        "categorical",
+    ]

@@ -23,8 +23,12 @@ def _chi_square_ok(counts: np.ndarray, probs: np.ndarray) -> tuple[float, float]
 
 @pytest.mark.parametrize(
     "params",
-    [SamplingParams(temperature=0.7, top_k=12, top_p=0.9), SamplingParams(min_p=0.02), SamplingParams(typical_p=0.9),
-     SamplingParams(temperature=1.3, repetition_penalty=1.5)],
+    [
+        SamplingParams(temperature=0.7, top_k=12, top_p=0.9),
+        SamplingParams(min_p=0.02),
+        SamplingParams(typical_p=0.9),
+        SamplingParams(temperature=1.3, repetition_penalty=1.5),
+    ],
     ids=["topk_topp", "min_p", "typical", "dense"],
 )
 def test_frequencies_match_the_processed_distribution(params: SamplingParams) -> None:

@@ -50,38 +50,73 @@ def _assert_same_survivors(ours: np.ndarray, want: np.ndarray, logits: np.ndarra
 
 
 CASES: list[tuple[str, SamplingParams, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]] = [
-    ("repetition", SamplingParams(repetition_penalty=1.3),
-     lambda ids, x: lp.RepetitionPenaltyLogitsProcessor(1.3)(ids, x)),
-    ("no_repeat_ngram", SamplingParams(no_repeat_ngram_size=2),
-     lambda ids, x: lp.NoRepeatNGramLogitsProcessor(2)(ids, x)),
-    ("bad_words", SamplingParams(bad_words_ids=[[7], [3, 9], [1, 2, 5]], eos_token_ids=[0]),
-     lambda ids, x: lp.NoBadWordsLogitsProcessor([[7], [3, 9], [1, 2, 5]], eos_token_id=0)(ids, x)),
-    ("min_new_tokens", SamplingParams(min_new_tokens=10, eos_token_ids=[4, 11]),
-     lambda ids, x: lp.MinNewTokensLengthLogitsProcessor(PROMPT_LEN, 10, [4, 11])(ids, x)),
-    ("logit_bias", SamplingParams(logit_bias={5: 3.0, 17: -2.5}),
-     lambda ids, x: lp.SequenceBiasLogitsProcessor({(5,): 3.0, (17,): -2.5})(ids, x)),
+    (
+        "repetition",
+        SamplingParams(repetition_penalty=1.3),
+        lambda ids, x: lp.RepetitionPenaltyLogitsProcessor(1.3)(ids, x),
+    ),
+    (
+        "no_repeat_ngram",
+        SamplingParams(no_repeat_ngram_size=2),
+        lambda ids, x: lp.NoRepeatNGramLogitsProcessor(2)(ids, x),
+    ),
+    (
+        "bad_words",
+        SamplingParams(bad_words_ids=[[7], [3, 9], [1, 2, 5]], eos_token_ids=[0]),
+        lambda ids, x: lp.NoBadWordsLogitsProcessor([[7], [3, 9], [1, 2, 5]], eos_token_id=0)(ids, x),
+    ),
+    (
+        "min_new_tokens",
+        SamplingParams(min_new_tokens=10, eos_token_ids=[4, 11]),
+        lambda ids, x: lp.MinNewTokensLengthLogitsProcessor(PROMPT_LEN, 10, [4, 11])(ids, x),
+    ),
+    (
+        "logit_bias",
+        SamplingParams(logit_bias={5: 3.0, 17: -2.5}),
+        lambda ids, x: lp.SequenceBiasLogitsProcessor({(5,): 3.0, (17,): -2.5})(ids, x),
+    ),
     ("temperature", SamplingParams(temperature=0.7), lambda ids, x: lp.TemperatureLogitsWarper(0.7)(ids, x)),
     ("top_k", SamplingParams(top_k=50), lambda ids, x: lp.TopKLogitsWarper(50)(ids, x)),
     ("top_p", SamplingParams(top_p=0.9), lambda ids, x: lp.TopPLogitsWarper(0.9)(ids, x)),
     ("top_p_dense", SamplingParams(top_p=0.3), lambda ids, x: lp.TopPLogitsWarper(0.3)(ids, x)),
     ("min_p", SamplingParams(min_p=0.05), lambda ids, x: lp.MinPLogitsWarper(0.05)(ids, x)),
     ("typical", SamplingParams(typical_p=0.8), lambda ids, x: lp.TypicalLogitsWarper(0.8)(ids, x)),
-    ("greedy_is_edits_only", SamplingParams(temperature=0.0, top_k=3, repetition_penalty=1.2),
-     lambda ids, x: lp.RepetitionPenaltyLogitsProcessor(1.2)(ids, x)),
-    ("chain", SamplingParams(repetition_penalty=1.1, no_repeat_ngram_size=3, temperature=0.8, top_k=50, top_p=0.9,
-                             min_p=0.02, typical_p=0.95),
-     lambda ids, x: lp.LogitsProcessorList([
-         lp.RepetitionPenaltyLogitsProcessor(1.1), lp.NoRepeatNGramLogitsProcessor(3),
-         lp.TemperatureLogitsWarper(0.8), lp.TopKLogitsWarper(50), lp.TopPLogitsWarper(0.9),
-         lp.MinPLogitsWarper(0.02), lp.TypicalLogitsWarper(0.95)])(ids, x)),
+    (
+        "greedy_is_edits_only",
+        SamplingParams(temperature=0.0, top_k=3, repetition_penalty=1.2),
+        lambda ids, x: lp.RepetitionPenaltyLogitsProcessor(1.2)(ids, x),
+    ),
+    (
+        "chain",
+        SamplingParams(
+            repetition_penalty=1.1,
+            no_repeat_ngram_size=3,
+            temperature=0.8,
+            top_k=50,
+            top_p=0.9,
+            min_p=0.02,
+            typical_p=0.95,
+        ),
+        lambda ids, x: lp.LogitsProcessorList(
+            [
+                lp.RepetitionPenaltyLogitsProcessor(1.1),
+                lp.NoRepeatNGramLogitsProcessor(3),
+                lp.TemperatureLogitsWarper(0.8),
+                lp.TopKLogitsWarper(50),
+                lp.TopPLogitsWarper(0.9),
+                lp.MinPLogitsWarper(0.02),
+                lp.TypicalLogitsWarper(0.95),
+            ]
+        )(ids, x),
+    ),
 ]
 
 
 @pytest.mark.parametrize(("name", "params", "hf"), CASES, ids=[c[0] for c in CASES])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
-def test_stage_equals_transformers(name: str, params: SamplingParams,
-                                   hf: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                                   dtype: torch.dtype) -> None:
+def test_stage_equals_transformers(
+    name: str, params: SamplingParams, hf: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], dtype: torch.dtype
+) -> None:
     _run(params, hf, dtype)
 
 

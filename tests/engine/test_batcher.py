@@ -40,8 +40,9 @@ def test_token_budget_closes_a_batch_early() -> None:
         return list(items)
 
     async def main() -> None:
-        batcher = DynamicBatcher("m", run, BatchLimits(max_batch_size=10, max_batch_tokens=10, max_wait_ms=50),
-                                 cost=lambda i: i)
+        batcher = DynamicBatcher(
+            "m", run, BatchLimits(max_batch_size=10, max_batch_tokens=10, max_wait_ms=50), cost=lambda i: i
+        )
         await asyncio.gather(*(batcher.submit(i) for i in (4, 4, 4, 9, 1)))
         batcher.close()
 

@@ -25,16 +25,16 @@ def test_padding_flag_follows_merge_and_gather(runner: CausalLMRunner) -> None:
     assert not long.padded and not short.padded
     long.merge(short)
     assert long.padded and long.mask.tolist() == [[1, 1, 1, 1, 1], [0, 0, 0, 1, 1]]
-    long.gather(torch.tensor([1]))          # only the short row is left: its padding is trimmed
+    long.gather(torch.tensor([1]))  # only the short row is left: its padding is trimmed
     assert not long.padded and long.mask.tolist() == [[1, 1]]
 
 
 def test_no_mask_gives_the_same_logits(runner: CausalLMRunner) -> None:
     prompt = [5, 6, 7, 8, 9, 10]
     _, kv = runner.prefill([prompt])
-    _, masked = runner.prefill([prompt])      # its own cache: decode appends to it
+    _, masked = runner.prefill([prompt])  # its own cache: decode appends to it
     assert not kv.padded
-    masked.padded = True                      # force the all-ones mask through
+    masked.padded = True  # force the all-ones mask through
     for token in (12, 40, 7):
         unmasked_logits = runner.decode(kv, torch.tensor([token])).clone()
         masked_logits = runner.decode(masked, torch.tensor([token])).clone()

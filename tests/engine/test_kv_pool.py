@@ -27,8 +27,10 @@ def test_arrangement_moves_only_what_changes() -> None:
 
 
 def test_copy_slots_reads_every_source_before_writing() -> None:
-    pool = KVPool(PoolShape(layers=2, slots=3, slot_tokens=4, kv_heads=1, head_dim=2, dtype=torch.float32),
-                  [torch.device("cpu")] * 2)
+    pool = KVPool(
+        PoolShape(layers=2, slots=3, slot_tokens=4, kv_heads=1, head_dim=2, dtype=torch.float32),
+        [torch.device("cpu")] * 2,
+    )
     for layer in range(2):
         for slot in range(3):
             pool.keys[layer][slot] = slot
@@ -58,10 +60,10 @@ def test_pool_path_equals_each_sequence_alone(pooled: tuple[LoadedModel, PoolRun
     model, runner = pooled
     runner.reset()
     seqs = [[5, 9, 12, 40, 7], [8, 3], [100, 200, 300, 17, 18, 19, 20]]
-    logits = runner.prefill(seqs[:2])           # two prompts of different lengths, packed
+    logits = runner.prefill(seqs[:2])  # two prompts of different lengths, packed
     for i in range(2):
         torch.testing.assert_close(logits[i], _alone(model, seqs[i]), atol=1e-4, rtol=1e-4)
-    logits = runner.prefill(seqs[2:])            # one joins later
+    logits = runner.prefill(seqs[2:])  # one joins later
     torch.testing.assert_close(logits[0], _alone(model, seqs[2]), atol=1e-4, rtol=1e-4)
     for step in range(3):
         tokens = [30 + step + i for i in range(3)]
@@ -87,7 +89,7 @@ def test_chunked_prompt_joins_as_the_next_row(pooled: tuple[LoadedModel, PoolRun
     runner.prefill([[5, 6, 7]])
     prompt = list(range(20, 43))
     assert runner.prefill_chunk(prompt[:10], 0, last=False) is None
-    runner.decode([8])                           # the batch decodes between chunks
+    runner.decode([8])  # the batch decodes between chunks
     last = runner.prefill_chunk(prompt[10:], 10, last=True)
     assert last is not None
     torch.testing.assert_close(last[0], _alone(model, prompt), atol=1e-4, rtol=1e-4)
@@ -100,8 +102,9 @@ def test_chunked_prompt_joins_as_the_next_row(pooled: tuple[LoadedModel, PoolRun
 
 
 def test_pool_is_sized_by_the_reservation(demo_models_dir: Path) -> None:
-    spec = ModelSpec(name="m", path=str(demo_models_dir / "tiny-llama"), max_batch_size=3, max_input_tokens=100,
-                     max_new_tokens=28)
+    spec = ModelSpec(
+        name="m", path=str(demo_models_dir / "tiny-llama"), max_batch_size=3, max_input_tokens=100, max_new_tokens=28
+    )
     model = load_model(spec)
     choice = open_pool(model, model.modules[next(iter(model.modules))])
     assert choice.runner is not None
@@ -122,14 +125,14 @@ def test_a_slot_that_changes_hands_leaves_no_poison(pooled: tuple[LoadedModel, P
     out, but 0 × NaN is NaN: the slot is cleaned when a new row takes it."""
     model, runner = pooled
     runner.reset()
-    runner.prefill([list(range(30, 42))])         # 12 tokens in slot 0
+    runner.prefill([list(range(30, 42))])  # 12 tokens in slot 0
     for layer in range(runner.pool.shape.layers):
         runner.pool.keys[layer][0, 4:12] = float("nan")
         runner.pool.values[layer][0, 4:12] = float("inf")
-    runner.arrange([])                            # it leaves
+    runner.arrange([])  # it leaves
     short, long = [5, 6, 7], list(range(50, 60))
-    runner.prefill([short, long])                 # the short row takes slot 0, the long one slot 1
-    logits = runner.decode([8, 9])                # lengths differ: a masked decode over 11 positions
+    runner.prefill([short, long])  # the short row takes slot 0, the long one slot 1
+    logits = runner.decode([8, 9])  # lengths differ: a masked decode over 11 positions
     torch.testing.assert_close(logits[0], _alone(model, short + [8]), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(logits[1], _alone(model, long + [9]), atol=1e-4, rtol=1e-4)
     runner.reset()

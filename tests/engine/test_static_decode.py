@@ -26,12 +26,21 @@ def test_bucket_sizes() -> None:
 @pytest.fixture(scope="module", params=["tiny-llama", "tiny-gpt2"])
 def both(request: pytest.FixtureRequest, demo_models_dir: Path) -> tuple[LoadedModel, PoolRunner, PoolRunner]:
     """The same model twice: static-shape decode steps, and the dynamic path."""
+
     def runner(static: bool) -> tuple[LoadedModel, PoolRunner]:
-        model = load_model(ModelSpec(name=request.param, path=str(demo_models_dir / request.param), max_batch_size=6,
-                                     max_input_tokens=40, max_new_tokens=24))
+        model = load_model(
+            ModelSpec(
+                name=request.param,
+                path=str(demo_models_dir / request.param),
+                max_batch_size=6,
+                max_input_tokens=40,
+                max_new_tokens=24,
+            )
+        )
         choice = open_pool(model, model.modules[next(iter(model.modules))], static_decode=static)
         assert choice.runner is not None, choice.reason
         return model, choice.runner
+
     model, static = runner(True)
     _, dynamic = runner(False)
     assert static.graphs is not None and static.graphs.buckets == (1, 2, 4, 6) and dynamic.graphs is None
@@ -50,7 +59,6 @@ def test_static_steps_equal_the_dynamic_path(both: tuple[LoadedModel, PoolRunner
     for r in (static, dynamic):
         r.reset()
         r.prefill(prompts[:1])
-    tokens = [[11], [12, 13], [14, 15, 16]]
     for step in range(9):
         if step == 2:  # two join: 3 rows run in bucket 4 (one padded row)
             for r in (static, dynamic):

@@ -23,12 +23,13 @@ class Reference:
     @torch.inference_mode()
     def generate(self, prompt_ids: list[int], **kwargs: Any) -> Any:
         input_ids = torch.tensor([prompt_ids])
-        return self.model.generate(input_ids, attention_mask=torch.ones_like(input_ids),
-                                   pad_token_id=self.tokenizer.pad_token_id, **kwargs)
+        return self.model.generate(
+            input_ids, attention_mask=torch.ones_like(input_ids), pad_token_id=self.tokenizer.pad_token_id, **kwargs
+        )
 
     def greedy(self, prompt_ids: list[int], max_new_tokens: int) -> list[int]:
         out = self.generate(prompt_ids, max_new_tokens=max_new_tokens, do_sample=False)
-        return _until_eos(out[0, len(prompt_ids):].tolist(), self.model.generation_config.eos_token_id)
+        return _until_eos(out[0, len(prompt_ids) :].tolist(), self.model.generation_config.eos_token_id)
 
 
 def _until_eos(tokens: list[int], eos: Any) -> list[int]:

@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 import torch
-from harness import InProcessServer
 
+from harness import InProcessServer
 from tokenwire.client import Client
 from tokenwire.config import Config
 from tokenwire.demo_config import demo_config
-from tokenwire.services.generation_params import parse_generate_request
-from tokenwire.errors import ResourceExhausted
 from tokenwire.engine.request import Event, Failed, Finished, FinishReason, GenerationRequest, SequenceDelta
+from tokenwire.errors import ResourceExhausted
+from tokenwire.services.generation_params import parse_generate_request
 from tokenwire.tasks import Task
 from tokenwire.v1 import common_pb2, generation_pb2
 
@@ -42,8 +42,9 @@ def chunked(demo_models_dir: Path) -> Iterator[InProcessServer]:
 
 
 def request(model: str, ids: list[int], max_new: int, **kw: Any) -> generation_pb2.GenerateRequest:
-    return generation_pb2.GenerateRequest(model=model, input_ids=ids,
-                                          stopping=common_pb2.StoppingParams(max_new_tokens=max_new), **kw)
+    return generation_pb2.GenerateRequest(
+        model=model, input_ids=ids, stopping=common_pb2.StoppingParams(max_new_tokens=max_new), **kw
+    )
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -57,10 +58,14 @@ def test_greedy_equals_transformers(chunked: InProcessServer, references, model:
 
 def test_beams_and_seeded_samples_equal_the_unchunked_server(chunked: InProcessServer, client: Client) -> None:
     ids = long_prompt(77, salt=3)
-    beam = dict(method=common_pb2.DECODING_METHOD_BEAM_SEARCH, beam=common_pb2.BeamParams(num_beams=3),
-                num_return_sequences=2)
-    sample = dict(method=common_pb2.DECODING_METHOD_SAMPLE, num_return_sequences=2,
-                  sampling=common_pb2.SamplingParams(seed=17, temperature=0.9, top_p=0.95))
+    beam = dict(
+        method=common_pb2.DECODING_METHOD_BEAM_SEARCH, beam=common_pb2.BeamParams(num_beams=3), num_return_sequences=2
+    )
+    sample = dict(
+        method=common_pb2.DECODING_METHOD_SAMPLE,
+        num_return_sequences=2,
+        sampling=common_pb2.SamplingParams(seed=17, temperature=0.9, top_p=0.95),
+    )
     with Client(chunked.target) as c:
         for kw in (beam, sample):
             mine = c.generation.Generate(request("tiny-llama", ids, 10, **kw))
@@ -77,10 +82,12 @@ def _engine(server: InProcessServer) -> Any:
 def _job(engine: Any, ids: list[int], max_new: int) -> GenerationRequest:
     """A generation request for `engine`, submitted straight to it (call on the server's loop);
     EOS is ignored, so it produces exactly `max_new` tokens unless it is ended early."""
-    pb = generation_pb2.GenerateRequest(model="tiny-llama", input_ids=ids, stopping=common_pb2.StoppingParams(
-        max_new_tokens=max_new, ignore_eos=True))
-    return GenerationRequest(parse_generate_request(pb, engine.model, engine.defaults, engine.max_rows),
-                             asyncio.get_running_loop())
+    pb = generation_pb2.GenerateRequest(
+        model="tiny-llama", input_ids=ids, stopping=common_pb2.StoppingParams(max_new_tokens=max_new, ignore_eos=True)
+    )
+    return GenerationRequest(
+        parse_generate_request(pb, engine.model, engine.defaults, engine.max_rows), asyncio.get_running_loop()
+    )
 
 
 async def _until_end(job: GenerationRequest) -> list[Event]:
@@ -91,8 +98,9 @@ async def _until_end(job: GenerationRequest) -> list[Event]:
     return events
 
 
-async def _long_prompt_beside_a_stream(server: InProcessServer, cancel_after_chunks: int = 0,
-                                      expire_after_chunks: int = 0) -> tuple[list[str], list[Event]]:
+async def _long_prompt_beside_a_stream(
+    server: InProcessServer, cancel_after_chunks: int = 0, expire_after_chunks: int = 0
+) -> tuple[list[str], list[Event]]:
     """A short request decodes while a 160-token prompt arrives. Returns the scheduler's
     forward calls from then on ("prefill", "chunk", "decode", as its thread made them), and
     the long request's events. `cancel_after_chunks` / `expire_after_chunks`: the long request's
@@ -110,6 +118,7 @@ async def _long_prompt_beside_a_stream(server: InProcessServer, cancel_after_chu
             if name == "chunk" and calls.count("chunk") == expire_after_chunks:
                 long.deadline = time.monotonic()  # its time_limit_ms / deadline has passed
             return forward(*args, **kwargs)
+
         return called
 
     engine.submit(short)
@@ -127,8 +136,9 @@ async def _long_prompt_beside_a_stream(server: InProcessServer, cancel_after_chu
     return calls, long_events
 
 
-def test_running_streams_keep_decoding_during_a_long_prefill(chunked: InProcessServer,
-                                                             demo_server: InProcessServer) -> None:
+def test_running_streams_keep_decoding_during_a_long_prefill(
+    chunked: InProcessServer, demo_server: InProcessServer
+) -> None:
     calls, events = chunked.run(_long_prompt_beside_a_stream(chunked))
     chunks = [i for i, c in enumerate(calls) if c == "chunk"]
     assert len(chunks) == 160 // CHUNK and "prefill" not in calls
@@ -217,6 +227,7 @@ def test_a_failure_while_joining_fails_the_long_request(chunked: InProcessServer
 def test_a_prefill_out_of_memory_fails_that_request_only(chunked: InProcessServer, prompt_len: int) -> None:
     """A new prompt that runs out of memory in its prefill fails alone (RESOURCE_EXHAUSTED);
     the stream already decoding finishes untouched."""
+
     async def scenario() -> tuple[list[Event], list[Event]]:
         engine = _engine(chunked)
         runner = engine.state.kv
@@ -227,6 +238,7 @@ def test_a_prefill_out_of_memory_fails_that_request_only(chunked: InProcessServe
                 if doomed(ids):
                     raise torch.OutOfMemoryError("injected: CUDA out of memory")
                 return forward(ids, *rest)
+
             return call
 
         running, doomed = _job(engine, long_prompt(6), 60), _job(engine, long_prompt(prompt_len, salt=5), 5)

@@ -20,12 +20,18 @@ def delta(index: int, text: str, token: int, finish: FinishReason | None = None,
 
 
 def test_consecutive_deltas_of_each_sequence_merge() -> None:
-    events: list[Event] = [delta(0, "He", 1), delta(1, "A", 7), delta(0, "llo", 2),
-                           delta(1, "B", 8, FinishReason.STOP_SEQUENCE, matched_stop="C"),
-                           delta(0, "!", 3, FinishReason.LENGTH, cumulative_logprob=-1.5)]
+    events: list[Event] = [
+        delta(0, "He", 1),
+        delta(1, "A", 7),
+        delta(0, "llo", 2),
+        delta(1, "B", 8, FinishReason.STOP_SEQUENCE, matched_stop="C"),
+        delta(0, "!", 3, FinishReason.LENGTH, cumulative_logprob=-1.5),
+    ]
     out = coalesce(events)
-    assert [(d.index, d.text, d.token_ids) for d in out if isinstance(d, SequenceDelta)] == \
-        [(0, "Hello!", [1, 2, 3]), (1, "AB", [7, 8])]
+    assert [(d.index, d.text, d.token_ids) for d in out if isinstance(d, SequenceDelta)] == [
+        (0, "Hello!", [1, 2, 3]),
+        (1, "AB", [7, 8]),
+    ]
     first, second = out
     assert isinstance(first, SequenceDelta) and isinstance(second, SequenceDelta)
     assert first.finish_reason is FinishReason.LENGTH and first.cumulative_logprob == -1.5
@@ -48,11 +54,18 @@ def test_a_single_delta_is_left_alone() -> None:
 
 def test_relay_sends_what_queued_as_one_message() -> None:
     async def run() -> list[Any]:
-        job = SimpleNamespace(events=asyncio.Queue(), params=SimpleNamespace(method=Method.GREEDY), seed=None,
-                              arrival=0.0, admitted_at=None, first_token_at=None, cancelled=False)
+        job = SimpleNamespace(
+            events=asyncio.Queue(),
+            params=SimpleNamespace(method=Method.GREEDY),
+            seed=None,
+            arrival=0.0,
+            admitted_at=None,
+            first_token_at=None,
+            cancelled=False,
+        )
         job.cancel = lambda: None
         for event in (delta(0, "a", 1), delta(0, "b", 2), delta(0, "c", 3, FinishReason.LENGTH), Finished(2, 3)):
-            job.events.put_nowait(event)          # all queued before the relay looks: a busy loop
+            job.events.put_nowait(event)  # all queued before the relay looks: a busy loop
         return [m async for m in relay(job, "m")]  # type: ignore[arg-type]
 
     messages = asyncio.run(run())
@@ -74,7 +87,7 @@ def test_leaving_early_cancels_the_job_and_reading_to_the_end_does_not() -> None
     async def run(read_all: bool) -> bool:
         job = _job(delta(0, "a", 1), Finished(1, 1)) if read_all else _job(delta(0, "a", 1))
         async with aclosing(events_of(job)) as events:  # type: ignore[arg-type]
-            async for event in events:
+            async for _ in events:
                 if not read_all:
                     break  # the caller went away
         return bool(job.cancelled)

@@ -13,9 +13,9 @@ from typing import Any
 import grpc
 import pytest
 import torch
-from harness import InProcessServer
 from transformers import AutoTokenizer, BertConfig, BertLMHeadModel, LlamaConfig, LlamaForCausalLM
 
+from harness import InProcessServer
 from tokenwire.client import Client
 from tokenwire.config import Config, ModelSpec
 from tokenwire.v1 import common_pb2, generation_pb2
@@ -39,40 +39,70 @@ def odd_models(demo_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     # 1. Output layer 64 ids wider than the tokenizer, and those ids made the most likely.
     padded = root / "padded-vocab"
     _copy_tokenizer(demo_models_dir / "tiny-llama", padded)
-    cfg = LlamaConfig(vocab_size=len(tok) + 64, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    cfg = LlamaConfig(
+        vocab_size=len(tok) + 64,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     model = LlamaForCausalLM(cfg)
     with torch.no_grad():
-        model.lm_head.weight[len(tok):] *= 200
+        model.lm_head.weight[len(tok) :] *= 200
     model.save_pretrained(padded)
 
     # 2. A generation_config.json transformers calls invalid, with defaults we must honour.
     inconsistent = root / "inconsistent-gen-config"
     shutil.copytree(demo_models_dir / "tiny-llama", inconsistent)
-    (inconsistent / "generation_config.json").write_text(json.dumps({
-        "do_sample": False, "temperature": 0.3, "top_p": 0.5, "num_return_sequences": 3,
-        "max_new_tokens": 7, "max_length": -5, "repetition_penalty": -1.0,
-        "eos_token_id": [tok.eos_token_id, 5], "bos_token_id": tok.bos_token_id,
-    }))
+    (inconsistent / "generation_config.json").write_text(
+        json.dumps(
+            {
+                "do_sample": False,
+                "temperature": 0.3,
+                "top_p": 0.5,
+                "num_return_sequences": 3,
+                "max_new_tokens": 7,
+                "max_length": -5,
+                "repetition_penalty": -1.0,
+                "eos_token_id": [tok.eos_token_id, 5],
+                "bos_token_id": tok.bos_token_id,
+            }
+        )
+    )
 
     # 3. BERT set up as a decoder (next-word prediction with BERT).
     bert_decoder = root / "bert-decoder"
     _copy_tokenizer(demo_models_dir / "tiny-bert", bert_decoder)
     bert_tok = AutoTokenizer.from_pretrained(bert_decoder)
-    bert = BertLMHeadModel(BertConfig(vocab_size=len(bert_tok), hidden_size=64, num_hidden_layers=2,
-                                      num_attention_heads=4, intermediate_size=128, is_decoder=True,
-                                      max_position_embeddings=128, pad_token_id=bert_tok.pad_token_id))
+    bert = BertLMHeadModel(
+        BertConfig(
+            vocab_size=len(bert_tok),
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=128,
+            is_decoder=True,
+            max_position_embeddings=128,
+            pad_token_id=bert_tok.pad_token_id,
+        )
+    )
     bert.save_pretrained(bert_decoder)
     return {"padded": padded, "inconsistent": inconsistent, "bert-decoder": bert_decoder}
 
 
 @pytest.fixture(scope="module")
 def odd_server(odd_models: dict[str, Path]) -> Iterator[InProcessServer]:
-    specs = (ModelSpec(name="padded", path=str(odd_models["padded"])),
-             ModelSpec(name="inconsistent", path=str(odd_models["inconsistent"])),
-             ModelSpec(name="bert-decoder", path=str(odd_models["bert-decoder"])),
-             ModelSpec(name="tiny-queue", path=str(odd_models["padded"]), max_batch_size=1, max_queue=1, max_new_tokens=500))
+    specs = (
+        ModelSpec(name="padded", path=str(odd_models["padded"])),
+        ModelSpec(name="inconsistent", path=str(odd_models["inconsistent"])),
+        ModelSpec(name="bert-decoder", path=str(odd_models["bert-decoder"])),
+        ModelSpec(name="tiny-queue", path=str(odd_models["padded"]), max_batch_size=1, max_queue=1, max_new_tokens=500),
+    )
     with InProcessServer(Config(models=specs)) as server:
         yield server
 
@@ -89,27 +119,43 @@ def test_never_an_id_beyond_the_tokenizer(odd: Client, odd_models: dict[str, Pat
     raw = LlamaForCausalLM.from_pretrained(odd_models["padded"])
     with torch.no_grad():
         assert raw(torch.tensor([[1, 50, 60]])).logits[0, -1].argmax().item() >= len(tok)
-    for method, sampling in [(common_pb2.DECODING_METHOD_GREEDY, None),
-                             (SAMPLE, common_pb2.SamplingParams(seed=3, temperature=2.0)),
-                             (common_pb2.DECODING_METHOD_BEAM_SEARCH, None)]:
-        reply = odd.generation.Generate(generation_pb2.GenerateRequest(
-            model="padded", prompt="hello", method=method, sampling=sampling,
-            stopping=common_pb2.StoppingParams(max_new_tokens=40)))
+    for method, sampling in [
+        (common_pb2.DECODING_METHOD_GREEDY, None),
+        (SAMPLE, common_pb2.SamplingParams(seed=3, temperature=2.0)),
+        (common_pb2.DECODING_METHOD_BEAM_SEARCH, None),
+    ]:
+        reply = odd.generation.Generate(
+            generation_pb2.GenerateRequest(
+                model="padded",
+                prompt="hello",
+                method=method,
+                sampling=sampling,
+                stopping=common_pb2.StoppingParams(max_new_tokens=40),
+            )
+        )
         for seq in reply.sequences:
             assert seq.token_ids and max(seq.token_ids) < len(tok)
-            assert odd.models.Detokenize(__import__("tokenwire.v1.models_pb2", fromlist=["x"]).DetokenizeRequest(
-                model="padded", ids=seq.token_ids)).text == tok.decode(list(seq.token_ids))
+            assert odd.models.Detokenize(
+                __import__("tokenwire.v1.models_pb2", fromlist=["x"]).DetokenizeRequest(
+                    model="padded", ids=seq.token_ids
+                )
+            ).text == tok.decode(list(seq.token_ids))
 
 
 def test_inconsistent_generation_config_loads_serves_and_honours_defaults(odd: Client, caplog: Any) -> None:
     reply = odd.generation.Generate(generation_pb2.GenerateRequest(model="inconsistent", prompt="hello"))
     seq = reply.sequences[0]
     assert len(seq.token_ids) == 7 or seq.finish_reason == common_pb2.FINISH_REASON_EOS_TOKEN  # max_new_tokens=7
-    info = odd.models.GetModelInfo(__import__("tokenwire.v1.models_pb2", fromlist=["x"]).GetModelInfoRequest(model="inconsistent"))
+    info = odd.models.GetModelInfo(
+        __import__("tokenwire.v1.models_pb2", fromlist=["x"]).GetModelInfoRequest(model="inconsistent")
+    )
     assert 5 in info.eos_token_ids  # generation_config's extra EOS id is honoured
     # A request overrides the model default.
-    longer = odd.generation.Generate(generation_pb2.GenerateRequest(
-        model="inconsistent", prompt="hello", stopping=common_pb2.StoppingParams(max_new_tokens=9, ignore_eos=True)))
+    longer = odd.generation.Generate(
+        generation_pb2.GenerateRequest(
+            model="inconsistent", prompt="hello", stopping=common_pb2.StoppingParams(max_new_tokens=9, ignore_eos=True)
+        )
+    )
     assert len(longer.sequences[0].token_ids) == 9
 
 
@@ -130,10 +176,18 @@ def test_bert_as_a_decoder_matches_transformers(odd: Client, odd_models: dict[st
     model = BertLMHeadModel.from_pretrained(odd_models["bert-decoder"]).eval()
     ids = tok("the cat sat on the", add_special_tokens=False)["input_ids"]
     with torch.inference_mode():
-        ref = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                             max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id)[0, len(ids):].tolist()
-    reply = odd.generation.Generate(generation_pb2.GenerateRequest(
-        model="bert-decoder", input_ids=ids, stopping=common_pb2.StoppingParams(max_new_tokens=8)))
+        ref = model.generate(
+            torch.tensor([ids]),
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+            max_new_tokens=8,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id,
+        )[0, len(ids) :].tolist()
+    reply = odd.generation.Generate(
+        generation_pb2.GenerateRequest(
+            model="bert-decoder", input_ids=ids, stopping=common_pb2.StoppingParams(max_new_tokens=8)
+        )
+    )
     assert list(reply.sequences[0].token_ids) == ref
 
 
@@ -143,8 +197,9 @@ def test_full_queue_is_resource_exhausted_with_retry_hint(odd: Client, odd_serve
     from google.rpc import error_details_pb2
     from grpc_status import rpc_status
 
-    long = generation_pb2.GenerateRequest(model="tiny-queue", prompt="x", stopping=common_pb2.StoppingParams(
-        max_new_tokens=400, ignore_eos=True))
+    long = generation_pb2.GenerateRequest(
+        model="tiny-queue", prompt="x", stopping=common_pb2.StoppingParams(max_new_tokens=400, ignore_eos=True)
+    )
     odd.generation.Generate(generation_pb2.GenerateRequest(model="tiny-queue", prompt="x"))  # scheduler exists
     scheduler = odd_server.server.engines._schedulers["tiny-queue"]  # type: ignore[union-attr]
     real = scheduler.state.kv.decode
@@ -154,11 +209,11 @@ def test_full_queue_is_resource_exhausted_with_retry_hint(odd: Client, odd_serve
         return real(*args, **kwargs)
 
     scheduler.state.kv.decode = slow  # type: ignore[method-assign]
-    running = odd.generation.GenerateStream(long)   # takes the one batch row
+    running = odd.generation.GenerateStream(long)  # takes the one batch row
     queued = None
     try:
         next(running)
-        queued = odd.generation.GenerateStream(long)    # takes the one queue slot
+        queued = odd.generation.GenerateStream(long)  # takes the one queue slot
         deadline = time.monotonic() + 10
         while scheduler.admission.waiting < 1 and time.monotonic() < deadline:
             time.sleep(0.005)
@@ -176,7 +231,9 @@ def test_full_queue_is_resource_exhausted_with_retry_hint(odd: Client, odd_serve
 
 
 def test_failing_step_fails_its_requests_and_the_server_goes_on(odd: Client, odd_server: InProcessServer) -> None:
-    request = generation_pb2.GenerateRequest(model="padded", prompt="boom", stopping=common_pb2.StoppingParams(max_new_tokens=5))
+    request = generation_pb2.GenerateRequest(
+        model="padded", prompt="boom", stopping=common_pb2.StoppingParams(max_new_tokens=5)
+    )
     odd.generation.Generate(request)  # make sure the scheduler exists
     scheduler = odd_server.server.engines._schedulers["padded"]  # type: ignore[union-attr]
     real = scheduler.state.kv.decode

@@ -15,7 +15,9 @@ from tokenwire.v1 import common_pb2, generation_pb2
 SAMPLE = common_pb2.DECODING_METHOD_SAMPLE
 
 
-def req(model: str = "tiny-llama", prompt: str = "Once upon a time", max_new: int = 24, **kw: Any) -> generation_pb2.GenerateRequest:
+def req(
+    model: str = "tiny-llama", prompt: str = "Once upon a time", max_new: int = 24, **kw: Any
+) -> generation_pb2.GenerateRequest:
     stopping = kw.pop("stopping", common_pb2.StoppingParams())
     if not stopping.HasField("max_new_tokens"):
         stopping.max_new_tokens = max_new
@@ -44,8 +46,9 @@ def test_stream_concatenates_to_unary(client: Client, model: str, prompt: str) -
 
 
 def test_stream_message_shape(client: Client) -> None:
-    messages = stream(client, req(method=SAMPLE, num_return_sequences=2, max_new=6,
-                                  sampling=common_pb2.SamplingParams(seed=11)))
+    messages = stream(
+        client, req(method=SAMPLE, num_return_sequences=2, max_new=6, sampling=common_pb2.SamplingParams(seed=11))
+    )
     assert messages[0].model == "tiny-llama" and messages[0].seed == 11
     final = messages[-1]
     assert final.HasField("usage") and not final.token_ids
@@ -81,24 +84,39 @@ def test_stop_token_ids_and_eos(client: Client) -> None:
     base = client.generation.Generate(req(max_new=20)).sequences[0]
     stop_id = base.token_ids[4]
     first = list(base.token_ids).index(stop_id)
-    seq = client.generation.Generate(req(max_new=20, stopping=common_pb2.StoppingParams(stop_token_ids=[stop_id]))).sequences[0]
+    seq = client.generation.Generate(
+        req(max_new=20, stopping=common_pb2.StoppingParams(stop_token_ids=[stop_id]))
+    ).sequences[0]
     assert seq.finish_reason == common_pb2.FINISH_REASON_STOP_TOKEN
     assert list(seq.token_ids) == list(base.token_ids[: first + 1])
     assert seq.matched_stop
     # min_new_tokens suppresses it until enough tokens exist
-    seq = client.generation.Generate(req(max_new=20, stopping=common_pb2.StoppingParams(
-        stop_token_ids=[stop_id], min_new_tokens=first + 2))).sequences[0]
+    seq = client.generation.Generate(
+        req(max_new=20, stopping=common_pb2.StoppingParams(stop_token_ids=[stop_id], min_new_tokens=first + 2))
+    ).sequences[0]
     assert stop_id not in list(seq.token_ids[: first + 2])
     # EOS: force it with logit_bias, then ignore_eos
     eos = 2  # tiny-llama's </s>
-    forced = client.generation.Generate(req(max_new=20, sampling=common_pb2.SamplingParams(logit_bias={eos: 100}))).sequences[0]
+    forced = client.generation.Generate(
+        req(max_new=20, sampling=common_pb2.SamplingParams(logit_bias={eos: 100}))
+    ).sequences[0]
     assert list(forced.token_ids) == [eos] and forced.finish_reason == common_pb2.FINISH_REASON_EOS_TOKEN
     assert forced.text == ""
-    ignored = client.generation.Generate(req(max_new=5, sampling=common_pb2.SamplingParams(logit_bias={eos: 100}),
-                                             stopping=common_pb2.StoppingParams(ignore_eos=True))).sequences[0]
+    ignored = client.generation.Generate(
+        req(
+            max_new=5,
+            sampling=common_pb2.SamplingParams(logit_bias={eos: 100}),
+            stopping=common_pb2.StoppingParams(ignore_eos=True),
+        )
+    ).sequences[0]
     assert list(ignored.token_ids) == [eos] * 5 and ignored.finish_reason == common_pb2.FINISH_REASON_LENGTH
-    min_new = client.generation.Generate(req(max_new=8, sampling=common_pb2.SamplingParams(logit_bias={eos: 100}),
-                                             stopping=common_pb2.StoppingParams(min_new_tokens=3))).sequences[0]
+    min_new = client.generation.Generate(
+        req(
+            max_new=8,
+            sampling=common_pb2.SamplingParams(logit_bias={eos: 100}),
+            stopping=common_pb2.StoppingParams(min_new_tokens=3),
+        )
+    ).sequences[0]
     assert len(min_new.token_ids) == 4 and min_new.token_ids[3] == eos and eos not in min_new.token_ids[:3]
 
 
@@ -121,8 +139,9 @@ def test_cancelled_stream_leaves_the_batch(client: Client, demo_server: Any) -> 
 
 
 def test_time_limit_ends_with_time_limit_and_ok(client: Client) -> None:
-    reply = client.generation.Generate(req(max_new=2000, stopping=common_pb2.StoppingParams(
-        ignore_eos=True, time_limit_ms=300)))
+    reply = client.generation.Generate(
+        req(max_new=2000, stopping=common_pb2.StoppingParams(ignore_eos=True, time_limit_ms=300))
+    )
     seq = reply.sequences[0]
     assert seq.finish_reason == common_pb2.FINISH_REASON_TIME_LIMIT
     # (a machine busy enough may not even reach the first token in 300 ms: 0 tokens is fine)
@@ -140,8 +159,11 @@ def test_client_deadline_unary_is_deadline_exceeded(client: Client, demo_server:
 
 
 def test_client_deadline_stream_ends_with_time_limit(client: Client) -> None:
-    messages = list(client.generation.GenerateStream(
-        req(max_new=2000, stopping=common_pb2.StoppingParams(ignore_eos=True)), timeout=1.0))
+    messages = list(
+        client.generation.GenerateStream(
+            req(max_new=2000, stopping=common_pb2.StoppingParams(ignore_eos=True)), timeout=1.0
+        )
+    )
     last = [m for m in messages if not m.HasField("usage")][-1]
     assert last.finish_reason == common_pb2.FINISH_REASON_TIME_LIMIT
     assert messages[-1].HasField("usage")
@@ -151,8 +173,17 @@ def test_many_streams_at_once_all_complete(client: Client) -> None:
     results: dict[int, tuple[str, list[int]]] = {}
 
     def run(i: int) -> None:
-        results[i] = joined(stream(client, req(prompt=f"Request number {i}", max_new=10 + i,
-                                               method=SAMPLE, sampling=common_pb2.SamplingParams(seed=i))))
+        results[i] = joined(
+            stream(
+                client,
+                req(
+                    prompt=f"Request number {i}",
+                    max_new=10 + i,
+                    method=SAMPLE,
+                    sampling=common_pb2.SamplingParams(seed=i),
+                ),
+            )
+        )
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(16)]
     for t in threads:

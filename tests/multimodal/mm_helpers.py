@@ -34,9 +34,13 @@ def pb_image(image: Image.Image, fmt: str = "PNG", mime: str | None = None) -> c
 
 def user(*parts: str | Image.Image, role: str = "user") -> multimodal_pb2.ChatMessage:
     """A chat message from text and PIL image parts, in order (images sent as PNG)."""
-    return multimodal_pb2.ChatMessage(role=role, parts=[
-        multimodal_pb2.ContentPart(text=p) if isinstance(p, str) else multimodal_pb2.ContentPart(image=pb_image(p))
-        for p in parts])
+    return multimodal_pb2.ChatMessage(
+        role=role,
+        parts=[
+            multimodal_pb2.ContentPart(text=p) if isinstance(p, str) else multimodal_pb2.ContentPart(image=pb_image(p))
+            for p in parts
+        ],
+    )
 
 
 class LlavaReference:
@@ -49,9 +53,13 @@ class LlavaReference:
         self.eos = set(eos if isinstance(eos, list) else [eos])
 
     def inputs(self, messages: list[tuple[str, list[str | Image.Image]]]) -> Any:
-        conversation = [{"role": role, "content": [
-            {"type": "text", "text": p} if isinstance(p, str) else {"type": "image"} for p in parts]}
-            for role, parts in messages]
+        conversation = [
+            {
+                "role": role,
+                "content": [{"type": "text", "text": p} if isinstance(p, str) else {"type": "image"} for p in parts],
+            }
+            for role, parts in messages
+        ]
         text = self.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
         images = [p for _, parts in messages for p in parts if not isinstance(p, str)]
         return self.processor(images=images or None, text=text, return_tensors="pt")
@@ -62,7 +70,9 @@ class LlavaReference:
         out = self.model.generate(**inputs, pad_token_id=self.processor.tokenizer.pad_token_id, **kwargs)
         return out, inputs["input_ids"].shape[1]
 
-    def greedy(self, messages: list[tuple[str, list[str | Image.Image]]], max_new_tokens: int, **kwargs: Any) -> list[int]:
+    def greedy(
+        self, messages: list[tuple[str, list[str | Image.Image]]], max_new_tokens: int, **kwargs: Any
+    ) -> list[int]:
         out, prompt_len = self.generate(messages, max_new_tokens=max_new_tokens, do_sample=False, **kwargs)
         tokens = out[0, prompt_len:].tolist()
         for i, t in enumerate(tokens):

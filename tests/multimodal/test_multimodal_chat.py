@@ -7,11 +7,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import grpc
 import pytest
-from mm_helpers import noise_image, user
 from PIL import Image
 
+from mm_helpers import noise_image, user
 from tokenwire.client import Client
 from tokenwire.v1 import common_pb2, multimodal_pb2
 
@@ -24,8 +23,12 @@ CONVERSATIONS: list[Conversation] = [
     [("user", [noise_image(0), "What is in this picture?"])],
     [("user", ["Compare", noise_image(1), "with", noise_image(2, (20, 60))])],
     [("user", ["Hello there, who are you?"])],  # text only: shares batched prefills
-    [("system", ["Be brief."]), ("user", [noise_image(3), "Describe it."]),
-     ("assistant", ["A square."]), ("user", ["And the colours?"])],
+    [
+        ("system", ["Be brief."]),
+        ("user", [noise_image(3), "Describe it."]),
+        ("assistant", ["A square."]),
+        ("user", ["And the colours?"]),
+    ],
     [("user", [noise_image(4, (64, 64))])],
 ]
 
@@ -33,8 +36,11 @@ CONVERSATIONS: list[Conversation] = [
 def chat(conversation: Conversation, max_new: int, **kwargs: Any) -> multimodal_pb2.MultimodalChatRequest:
     stopping = kwargs.pop("stopping", common_pb2.StoppingParams(max_new_tokens=max_new))
     return multimodal_pb2.MultimodalChatRequest(
-        model="tiny-llava", messages=[user(*parts, role=role) for role, parts in conversation],
-        stopping=stopping, **kwargs)
+        model="tiny-llava",
+        messages=[user(*parts, role=role) for role, parts in conversation],
+        stopping=stopping,
+        **kwargs,
+    )
 
 
 def _scheduler(demo_server: Any) -> Any:
@@ -65,7 +71,7 @@ def test_greedy_equals_transformers_in_a_mixed_batch(client: Client, llava_ref, 
     steps_before = scheduler.steps
     with ThreadPoolExecutor(len(cases)) as pool:
         replies = list(pool.map(lambda c: client.multimodal.MultimodalChat(chat(c[0], c[1])), cases))
-    for i, (reply, want) in enumerate(zip(replies, expected)):
+    for i, (reply, want) in enumerate(zip(replies, expected, strict=True)):
         assert list(reply.sequences[0].token_ids) == want, i
     # They shared decode steps: far fewer forwards than tokens generated.
     assert scheduler.steps - steps_before < sum(len(w) for w in expected) / 2
@@ -73,14 +79,23 @@ def test_greedy_equals_transformers_in_a_mixed_batch(client: Client, llava_ref, 
 
 def test_repetition_penalty_and_beam_search_equal_transformers(client: Client, llava_ref) -> None:  # type: ignore[no-untyped-def]
     conversation = CONVERSATIONS[0]
-    reply = client.multimodal.MultimodalChat(chat(conversation, 14, sampling=common_pb2.SamplingParams(
-        repetition_penalty=1.3)))
+    reply = client.multimodal.MultimodalChat(
+        chat(conversation, 14, sampling=common_pb2.SamplingParams(repetition_penalty=1.3))
+    )
     assert list(reply.sequences[0].token_ids) == llava_ref.greedy(conversation, 14, repetition_penalty=1.3)
 
-    reply = client.multimodal.MultimodalChat(chat(conversation, 8, method=BEAM, num_return_sequences=2,
-                                                  beam=common_pb2.BeamParams(num_beams=3)))
-    out, prompt_len = llava_ref.generate(conversation, max_new_tokens=8, do_sample=False, num_beams=3,
-                                         num_return_sequences=2, output_scores=True, return_dict_in_generate=True)
+    reply = client.multimodal.MultimodalChat(
+        chat(conversation, 8, method=BEAM, num_return_sequences=2, beam=common_pb2.BeamParams(num_beams=3))
+    )
+    out, prompt_len = llava_ref.generate(
+        conversation,
+        max_new_tokens=8,
+        do_sample=False,
+        num_beams=3,
+        num_return_sequences=2,
+        output_scores=True,
+        return_dict_in_generate=True,
+    )
     expected = [_strip(row[prompt_len:].tolist(), llava_ref) for row in out.sequences]
     assert [list(s.token_ids) for s in reply.sequences] == expected
     assert [s.score for s in reply.sequences] == pytest.approx(out.sequences_scores.tolist(), abs=1e-5)
@@ -114,8 +129,10 @@ def test_seeded_sampling_is_reproducible_and_reports_the_seed(client: Client) ->
         sampling = common_pb2.SamplingParams(temperature=1.5, top_k=50)
         if seed is not None:
             sampling.seed = seed
-        return client.multimodal.MultimodalChat(chat(CONVERSATIONS[0], 12, method=SAMPLE, sampling=sampling,
-                                                     num_return_sequences=2))
+        return client.multimodal.MultimodalChat(
+            chat(CONVERSATIONS[0], 12, method=SAMPLE, sampling=sampling, num_return_sequences=2)
+        )
+
     a, b, c = sample(7), sample(7), sample(None)
     assert [list(s.token_ids) for s in a.sequences] == [list(s.token_ids) for s in b.sequences]
     assert a.seed == 7 and c.HasField("seed")
@@ -127,16 +144,18 @@ def test_stop_strings_and_stop_tokens(client: Client, llava_ref) -> None:  # typ
     conversation = CONVERSATIONS[1]
     full = llava_ref.greedy(conversation, 16)
     stop_token = full[3]
-    reply = client.multimodal.MultimodalChat(chat(conversation, 16, stopping=common_pb2.StoppingParams(
-        max_new_tokens=16, stop_token_ids=[stop_token])))
+    reply = client.multimodal.MultimodalChat(
+        chat(conversation, 16, stopping=common_pb2.StoppingParams(max_new_tokens=16, stop_token_ids=[stop_token]))
+    )
     seq = reply.sequences[0]
     assert seq.finish_reason == common_pb2.FINISH_REASON_STOP_TOKEN
     assert list(seq.token_ids) == full[: full.index(stop_token) + 1]
     text = llava_ref.processor.tokenizer.decode(full, skip_special_tokens=True)
-    k = next(k for k in range(len(text) // 2, len(text) - 1) if text[k:k + 2].isalnum())
-    stop = text[k:k + 2]
-    reply = client.multimodal.MultimodalChat(chat(conversation, 16, stopping=common_pb2.StoppingParams(
-        max_new_tokens=16, stop=[stop])))
+    k = next(k for k in range(len(text) // 2, len(text) - 1) if text[k : k + 2].isalnum())
+    stop = text[k : k + 2]
+    reply = client.multimodal.MultimodalChat(
+        chat(conversation, 16, stopping=common_pb2.StoppingParams(max_new_tokens=16, stop=[stop]))
+    )
     seq = reply.sequences[0]
     assert seq.finish_reason == common_pb2.FINISH_REASON_STOP_SEQUENCE and seq.matched_stop == stop
     assert text.startswith(seq.text.lstrip()) and stop not in seq.text
@@ -157,6 +176,11 @@ def test_cancelled_stream_leaves_the_batch(client: Client, demo_server) -> None:
 
 
 def test_time_limit_ends_the_sequence(client: Client) -> None:
-    reply = client.multimodal.MultimodalChat(chat(CONVERSATIONS[0], 0, stopping=common_pb2.StoppingParams(
-        max_new_tokens=2000, ignore_eos=True, time_limit_ms=150)))
+    reply = client.multimodal.MultimodalChat(
+        chat(
+            CONVERSATIONS[0],
+            0,
+            stopping=common_pb2.StoppingParams(max_new_tokens=2000, ignore_eos=True, time_limit_ms=150),
+        )
+    )
     assert reply.sequences[0].finish_reason == common_pb2.FINISH_REASON_TIME_LIMIT

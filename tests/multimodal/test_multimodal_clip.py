@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 import torch
-from harness import InProcessServer
-from mm_helpers import ClipReference, noise_image, pb_image
 from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTextConfig, CLIPVisionConfig
 
+from harness import InProcessServer
+from mm_helpers import ClipReference, noise_image, pb_image
 from tokenwire.client import Client
 from tokenwire.config import Config, ModelSpec
 from tokenwire.models.demo_tokenizers import clip_tokenizer
@@ -37,14 +37,31 @@ def openclip_hf_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tok.pad_token = "!"
     assert tok.pad_token_id != tok.unk_token_id
     torch.manual_seed(11)
-    text = CLIPTextConfig(vocab_size=len(tok), hidden_size=48, intermediate_size=96, num_hidden_layers=2,
-                          num_attention_heads=4, max_position_embeddings=77, hidden_act="gelu",
-                          bos_token_id=tok.bos_token_id, eos_token_id=2, pad_token_id=tok.pad_token_id)
-    vision = CLIPVisionConfig(hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-                              image_size=32, patch_size=8, hidden_act="gelu")
+    text = CLIPTextConfig(
+        vocab_size=len(tok),
+        hidden_size=48,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        hidden_act="gelu",
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=2,
+        pad_token_id=tok.pad_token_id,
+    )
+    vision = CLIPVisionConfig(
+        hidden_size=48,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=8,
+        hidden_act="gelu",
+    )
     model = CLIPModel(CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=32))
     model.save_pretrained(root)
     from tokenwire.models.demo import _clip_image_processor
+
     CLIPProcessor(image_processor=_clip_image_processor(), tokenizer=tok).save_pretrained(root)
     return root
 
@@ -74,10 +91,13 @@ def test_classify_equals_clipmodel_by_hand(clients, references, model: str) -> N
     ref = references[model]
     for seed, template in [(0, ""), (1, "a drawing of {}, maybe"), (2, "{}")]:
         image = noise_image(seed, (50 + 10 * seed, 40))
-        reply = clients[model].multimodal.ClassifyImage(multimodal_pb2.ClassifyImageRequest(
-            model=model, image=pb_image(image), labels=LABELS, hypothesis_template=template))
+        reply = clients[model].multimodal.ClassifyImage(
+            multimodal_pb2.ClassifyImageRequest(
+                model=model, image=pb_image(image), labels=LABELS, hypothesis_template=template
+            )
+        )
         texts = [(template or "a photo of a {}").replace("{}", label) for label in LABELS]
-        expected = dict(zip(LABELS, ref.classify(image, texts)))
+        expected = dict(zip(LABELS, ref.classify(image, texts), strict=True))
         got = [(s.label, s.score) for s in reply.scores]
         assert sorted(label for label, _ in got) == sorted(LABELS)
         assert [s for _, s in got] == sorted((s for _, s in got), reverse=True)
@@ -91,8 +111,9 @@ def test_classify_equals_clipmodel_by_hand(clients, references, model: str) -> N
 def test_embed_equals_get_features(clients, references, model: str, normalize: bool) -> None:  # type: ignore[no-untyped-def]
     ref = references[model]
     images = [noise_image(5, (32, 32)), noise_image(6, (70, 30))]
-    reply = clients[model].multimodal.Embed(multimodal_pb2.EmbedRequest(
-        model=model, texts=TEXTS, images=[pb_image(i) for i in images], normalize=normalize))
+    reply = clients[model].multimodal.Embed(
+        multimodal_pb2.EmbedRequest(model=model, texts=TEXTS, images=[pb_image(i) for i in images], normalize=normalize)
+    )
     expected = torch.cat([ref.text_features(TEXTS), ref.image_features(images)])
     if normalize:
         expected = expected / expected.norm(dim=-1, keepdim=True)
@@ -108,9 +129,13 @@ def test_embed_equals_get_features(clients, references, model: str, normalize: b
 def test_embed_texts_only_images_only_and_truncation(client: Client, references) -> None:  # type: ignore[no-untyped-def]
     ref = references["tiny-clip"]
     reply = client.multimodal.Embed(multimodal_pb2.EmbedRequest(model="tiny-clip", images=[pb_image(noise_image(9))]))
-    assert torch.allclose(torch.tensor([list(reply.embeddings[0].values)]), ref.image_features([noise_image(9)]), atol=1e-5)
+    assert torch.allclose(
+        torch.tensor([list(reply.embeddings[0].values)]), ref.image_features([noise_image(9)]), atol=1e-5
+    )
     long = "word " * 100
-    reply = client.multimodal.Embed(multimodal_pb2.EmbedRequest(model="tiny-clip", texts=["short", long], truncate=True))
+    reply = client.multimodal.Embed(
+        multimodal_pb2.EmbedRequest(model="tiny-clip", texts=["short", long], truncate=True)
+    )
     expected = ref.text_features(["short", long], truncation=True, max_length=77)
     assert torch.allclose(torch.tensor([list(e.values) for e in reply.embeddings]), expected, atol=1e-5)
 
@@ -120,8 +145,9 @@ def _classify(model: str, seed: int, labels: list[str]) -> multimodal_pb2.Classi
 
 
 def _embed(model: str, seed: int) -> multimodal_pb2.EmbedRequest:
-    return multimodal_pb2.EmbedRequest(model=model, texts=TEXTS[: 1 + seed % 3], images=[pb_image(noise_image(seed))],
-                                       normalize=bool(seed % 2))
+    return multimodal_pb2.EmbedRequest(
+        model=model, texts=TEXTS[: 1 + seed % 3], images=[pb_image(noise_image(seed))], normalize=bool(seed % 2)
+    )
 
 
 def test_concurrent_requests_batch_and_equal_unbatched(client: Client, demo_server) -> None:  # type: ignore[no-untyped-def]
@@ -139,13 +165,16 @@ def test_concurrent_requests_batch_and_equal_unbatched(client: Client, demo_serv
         together = list(pool.map(lambda c: c[0](c[1]), calls))
     assert batcher.items - items == len(calls)
     assert batcher.batches - batches < len(calls)  # some requests shared a forward
-    for a, b in zip(alone, together):
+    for a, b in zip(alone, together, strict=True):
         if isinstance(a, multimodal_pb2.ClassifyImageResponse):
             assert {s.label: s.score for s in a.scores} == pytest.approx({s.label: s.score for s in b.scores}, abs=1e-5)
         else:
             assert b.dimensions == a.dimensions
-            assert torch.allclose(torch.tensor([list(e.values) for e in a.embeddings]),
-                                  torch.tensor([list(e.values) for e in b.embeddings]), atol=1e-5)
+            assert torch.allclose(
+                torch.tensor([list(e.values) for e in a.embeddings]),
+                torch.tensor([list(e.values) for e in b.embeddings]),
+                atol=1e-5,
+            )
 
 
 @pytest.mark.parametrize("path_of", [lambda d, o: d / "tiny-clip", lambda d, o: o])
@@ -154,10 +183,11 @@ def test_one_batch_equals_each_item_alone(demo_models_dir: Path, openclip_hf_dir
     model = load_model(ModelSpec(name="m", path=str(path_of(demo_models_dir, openclip_hf_dir))))
     encoder = encoder_for(model, Task.EMBED)
     limits = ImageLimits()
-    items = [prepare_classify(_classify("m", s, LABELS[: 2 + s]), encoder, limits) for s in range(3)] + \
-            [prepare_embed(_embed("m", s), encoder, limits, 32) for s in range(3)]
+    items = [prepare_classify(_classify("m", s, LABELS[: 2 + s]), encoder, limits) for s in range(3)] + [
+        prepare_embed(_embed("m", s), encoder, limits, 32) for s in range(3)
+    ]
     together = run_batch(encoder, items)
-    for item, batched in zip(items, together):
+    for item, batched in zip(items, together, strict=True):
         (single,) = run_batch(encoder, [item])
         if isinstance(single, list):  # classification: [(label, score)]
             assert dict(batched) == pytest.approx(dict(single), abs=1e-6)
@@ -171,13 +201,23 @@ def test_siglip_texts_are_padded_to_the_window_without_mask(tmp_path: Path) -> N
     from transformers import SiglipConfig, SiglipModel, SiglipTextConfig, SiglipVisionConfig
 
     from tokenwire.models.demo import _clip_image_processor
+
     tok = clip_tokenizer()
     torch.manual_seed(0)
-    text = SiglipTextConfig(vocab_size=len(tok), hidden_size=48, intermediate_size=96, num_hidden_layers=2,
-                            num_attention_heads=4, max_position_embeddings=16, pad_token_id=tok.pad_token_id,
-                            bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-    vision = SiglipVisionConfig(hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-                                image_size=32, patch_size=8)
+    text = SiglipTextConfig(
+        vocab_size=len(tok),
+        hidden_size=48,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=16,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    vision = SiglipVisionConfig(
+        hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8
+    )
     reference = SiglipModel(SiglipConfig(text_config=text.to_dict(), vision_config=vision.to_dict())).eval()
     reference.save_pretrained(tmp_path)
     CLIPProcessor(image_processor=_clip_image_processor(), tokenizer=tok).save_pretrained(tmp_path)

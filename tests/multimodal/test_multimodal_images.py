@@ -7,9 +7,9 @@ import struct
 import zlib
 
 import pytest
-from mm_helpers import encode, noise_image
 from PIL import Image
 
+from mm_helpers import encode, noise_image
 from tokenwire.errors import InvalidArgument
 from tokenwire.multimodal.images import ImageLimits, decode_image
 
@@ -33,11 +33,21 @@ def _reject(data: bytes, mime: str = "", limits: ImageLimits = LIMITS) -> Invali
     return info.value
 
 
-@pytest.mark.parametrize("fmt, mime", [
-    ("PNG", "image/png"), ("JPEG", "image/jpeg"), ("WEBP", "image/webp"), ("BMP", "image/bmp"),
-    ("GIF", "image/gif"), ("PNG", ""), ("JPEG", ""), ("WEBP", ""), ("JPEG", "image/jpg"),
-    ("PNG", "IMAGE/PNG; charset=binary"),
-])
+@pytest.mark.parametrize(
+    "fmt, mime",
+    [
+        ("PNG", "image/png"),
+        ("JPEG", "image/jpeg"),
+        ("WEBP", "image/webp"),
+        ("BMP", "image/bmp"),
+        ("GIF", "image/gif"),
+        ("PNG", ""),
+        ("JPEG", ""),
+        ("WEBP", ""),
+        ("JPEG", "image/jpg"),
+        ("PNG", "IMAGE/PNG; charset=binary"),
+    ],
+)
 def test_supported_formats_decode_to_rgb(fmt: str, mime: str) -> None:
     source = noise_image(1, (30, 20))
     image = decode_image(encode(source, fmt), mime, FIELD, LIMITS)

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from mm_helpers import noise_image, pb_image
 from PIL import Image
 from transformers import PretrainedConfig
 
+from mm_helpers import noise_image, pb_image
 from tokenwire.config import ModelSpec
 from tokenwire.errors import InvalidArgument
 from tokenwire.models.loader import LoadedModel, ModelLoadError
@@ -84,10 +84,17 @@ def preprocess(image: Image.Image) -> torch.Tensor:
 def loaded() -> LoadedModel:
     module = StandInClip().eval()
     return LoadedModel(
-        spec=ModelSpec(name="oc", path="/nonexistent"), tasks=(Task.CLASSIFY_IMAGE, Task.EMBED),
-        architecture="OpenCLIP", config=PretrainedConfig(), tokenizer=StandInTokenizer(), processor=preprocess,
-        modules={Task.CLASSIFY_IMAGE: module, Task.EMBED: module}, max_total_tokens=CONTEXT,
-        max_input_tokens=CONTEXT, dtype="float32")
+        spec=ModelSpec(name="oc", path="/nonexistent"),
+        tasks=(Task.CLASSIFY_IMAGE, Task.EMBED),
+        architecture="OpenCLIP",
+        config=PretrainedConfig(),
+        tokenizer=StandInTokenizer(),
+        processor=preprocess,
+        modules={Task.CLASSIFY_IMAGE: module, Task.EMBED: module},
+        max_total_tokens=CONTEXT,
+        max_input_tokens=CONTEXT,
+        dtype="float32",
+    )
 
 
 def test_encoder_matches_the_model(loaded: LoadedModel) -> None:
@@ -96,24 +103,36 @@ def test_encoder_matches_the_model(loaded: LoadedModel) -> None:
     module: StandInClip = loaded.modules[Task.EMBED]  # type: ignore[assignment]
     tok = StandInTokenizer()
     images = [noise_image(1), noise_image(2, (30, 60))]
-    item = prepare_embed(multimodal_pb2.EmbedRequest(texts=["cat", "a dog"], images=[pb_image(i) for i in images]),
-                         encoder, ImageLimits(), 32)
+    item = prepare_embed(
+        multimodal_pb2.EmbedRequest(texts=["cat", "a dog"], images=[pb_image(i) for i in images]),
+        encoder,
+        ImageLimits(),
+        32,
+    )
     ((vectors, dims),) = run_batch(encoder, [item])
     with torch.inference_mode():
-        expected = torch.cat([module.encode_text(tok(["cat", "a dog"])),
-                              module.encode_image(torch.stack([preprocess(i) for i in images]))])
+        expected = torch.cat(
+            [
+                module.encode_text(tok(["cat", "a dog"])),
+                module.encode_image(torch.stack([preprocess(i) for i in images])),
+            ]
+        )
     assert dims == 16 and torch.allclose(torch.tensor(vectors), expected, atol=1e-6)
 
-    item = prepare_classify(multimodal_pb2.ClassifyImageRequest(image=pb_image(images[0]), labels=["a", "b", "c"],
-                                                                hypothesis_template="{}!"),
-                            encoder, ImageLimits())
+    item = prepare_classify(
+        multimodal_pb2.ClassifyImageRequest(
+            image=pb_image(images[0]), labels=["a", "b", "c"], hypothesis_template="{}!"
+        ),
+        encoder,
+        ImageLimits(),
+    )
     ((scores),) = run_batch(encoder, [item])
     with torch.inference_mode():
         text = module.encode_text(tok([x + "!" for x in "abc"]))
         image = module.encode_image(preprocess(images[0])[None])
         text, image = text / text.norm(dim=-1, keepdim=True), image / image.norm(dim=-1, keepdim=True)
         probs = (torch.tensor(2.5).exp() * image @ text.T)[0].softmax(-1).tolist()
-    assert dict(scores) == pytest.approx(dict(zip("abc", probs)), abs=1e-6)
+    assert dict(scores) == pytest.approx(dict(zip("abc", probs, strict=True)), abs=1e-6)
 
 
 def test_over_long_texts_are_rejected_or_cut(loaded: LoadedModel) -> None:
@@ -127,10 +146,24 @@ def test_over_long_texts_are_rejected_or_cut(loaded: LoadedModel) -> None:
 
 
 def _checkpoint(root: Path, weights: bool = True) -> Path:
-    model_cfg = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
-                 "text_cfg": {"context_length": CONTEXT, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
-    (root / CONFIG_FILE).write_text(json.dumps({"model_cfg": model_cfg, "preprocess_cfg": {
-        "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "interpolation": "bicubic", "size": 32}}))
+    model_cfg = {
+        "embed_dim": 16,
+        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
+        "text_cfg": {"context_length": CONTEXT, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+    }
+    (root / CONFIG_FILE).write_text(
+        json.dumps(
+            {
+                "model_cfg": model_cfg,
+                "preprocess_cfg": {
+                    "mean": [0.5, 0.5, 0.5],
+                    "std": [0.25, 0.25, 0.25],
+                    "interpolation": "bicubic",
+                    "size": 32,
+                },
+            }
+        )
+    )
     if weights:
         (root / WEIGHTS_FILE).write_bytes(b"")
     return root
@@ -147,9 +180,11 @@ def test_loader_registers_the_config_and_passes_preprocessing(tmp_path: Path, mo
         seen["create"] = (name, kwargs)
         return StandInClip(), preprocess
 
-    fake = types.SimpleNamespace(add_model_config=add_model_config,
-                                 create_model_from_pretrained=create_model_from_pretrained,
-                                 get_tokenizer=lambda name: StandInTokenizer())
+    fake = types.SimpleNamespace(
+        add_model_config=add_model_config,
+        create_model_from_pretrained=create_model_from_pretrained,
+        get_tokenizer=lambda name: StandInTokenizer(),
+    )
     monkeypatch.setitem(sys.modules, "open_clip", fake)
     root = _checkpoint(tmp_path)
     assert is_open_clip_checkpoint(root)
@@ -173,6 +208,7 @@ def test_loader_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_real_open_clip_checkpoint(tmp_path: Path) -> None:
     open_clip = pytest.importorskip("open_clip")
     from safetensors.torch import save_file
+
     root = _checkpoint(tmp_path, weights=False)
     cfg = json.loads((root / CONFIG_FILE).read_text())["model_cfg"]
     reference = open_clip.model.CLIP(**cfg).eval()
@@ -180,16 +216,27 @@ def test_real_open_clip_checkpoint(tmp_path: Path) -> None:
     bundle = load_open_clip(root)
     module = bundle.model
     model = LoadedModel(
-        spec=ModelSpec(name="oc", path=str(root)), tasks=(Task.EMBED,), architecture="OpenCLIP",
-        config=PretrainedConfig(), tokenizer=bundle.tokenizer, processor=bundle.preprocess,
-        modules={Task.EMBED: module}, max_total_tokens=CONTEXT, max_input_tokens=CONTEXT, dtype="float32")
+        spec=ModelSpec(name="oc", path=str(root)),
+        tasks=(Task.EMBED,),
+        architecture="OpenCLIP",
+        config=PretrainedConfig(),
+        tokenizer=bundle.tokenizer,
+        processor=bundle.preprocess,
+        modules={Task.EMBED: module},
+        max_total_tokens=CONTEXT,
+        max_input_tokens=CONTEXT,
+        dtype="float32",
+    )
     encoder = encoder_for(model, Task.EMBED)
     image = noise_image(4)
-    item = prepare_embed(multimodal_pb2.EmbedRequest(texts=["a cat"], images=[pb_image(image)]), encoder, ImageLimits(), 32)
+    item = prepare_embed(
+        multimodal_pb2.EmbedRequest(texts=["a cat"], images=[pb_image(image)]), encoder, ImageLimits(), 32
+    )
     ((vectors, dims),) = run_batch(encoder, [item])
     with torch.inference_mode():
-        expected = torch.cat([reference.encode_text(bundle.tokenizer(["a cat"])),
-                              reference.encode_image(bundle.preprocess(image)[None])])
+        expected = torch.cat(
+            [reference.encode_text(bundle.tokenizer(["a cat"])), reference.encode_image(bundle.preprocess(image)[None])]
+        )
     assert dims == 16 and torch.allclose(torch.tensor(vectors), expected, atol=1e-5)
 
 
@@ -197,15 +244,17 @@ def test_native_checkpoint_is_served_from_the_registry(tmp_path: Path, monkeypat
     """A registry entry pointing at a native open_clip directory: tasks inferred, loaded through
     open_clip (a stand-in here), ClassifyImage and Embed answer, Tokenize says it cannot."""
     import grpc
-    from harness import InProcessServer
 
+    from harness import InProcessServer
     from tokenwire.client import Client
     from tokenwire.config import Config, ModelSpec
     from tokenwire.v1 import models_pb2
 
-    fake = types.SimpleNamespace(add_model_config=lambda path: None,
-                                 create_model_from_pretrained=lambda name, **kw: (StandInClip(), preprocess),
-                                 get_tokenizer=lambda name: StandInTokenizer())
+    fake = types.SimpleNamespace(
+        add_model_config=lambda path: None,
+        create_model_from_pretrained=lambda name, **kw: (StandInClip(), preprocess),
+        get_tokenizer=lambda name: StandInTokenizer(),
+    )
     monkeypatch.setitem(sys.modules, "open_clip", fake)
     root = _checkpoint(tmp_path)
     with InProcessServer(Config(models=(ModelSpec(name="oc", path=str(root)),))) as server, Client(server.target) as c:
@@ -213,10 +262,15 @@ def test_native_checkpoint_is_served_from_the_registry(tmp_path: Path, monkeypat
         assert info.state == models_pb2.MODEL_STATE_READY, info.error
         assert info.architecture == "OpenCLIP"
         assert list(info.tasks) == [models_pb2.TASK_CLASSIFY_IMAGE, models_pb2.TASK_EMBED]
-        scores = c.multimodal.ClassifyImage(multimodal_pb2.ClassifyImageRequest(
-            model="oc", image=pb_image(noise_image(1)), labels=["cat", "dog"], hypothesis_template="{}")).scores
+        scores = c.multimodal.ClassifyImage(
+            multimodal_pb2.ClassifyImageRequest(
+                model="oc", image=pb_image(noise_image(1)), labels=["cat", "dog"], hypothesis_template="{}"
+            )
+        ).scores
         assert sorted(s.label for s in scores) == ["cat", "dog"] and abs(sum(s.score for s in scores) - 1) < 1e-5
-        embedded = c.multimodal.Embed(multimodal_pb2.EmbedRequest(model="oc", texts=["a cat"], images=[pb_image(noise_image(2))]))
+        embedded = c.multimodal.Embed(
+            multimodal_pb2.EmbedRequest(model="oc", texts=["a cat"], images=[pb_image(noise_image(2))])
+        )
         assert len(embedded.embeddings) == 2 and embedded.dimensions == len(embedded.embeddings[0].values)
         with pytest.raises(grpc.RpcError) as err:
             c.models.Tokenize(models_pb2.TokenizeRequest(model="oc", text="a cat"))

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from harness import InProcessServer
-from mm_helpers import LlavaReference, noise_image, user
 from transformers import AutoProcessor, LlavaForConditionalGeneration
 
+from harness import InProcessServer
+from mm_helpers import LlavaReference, noise_image, user
 from tokenwire.client import Client
 from tokenwire.config import Config, ModelSpec
 from tokenwire.multimodal.images import ImageLimits
@@ -55,18 +55,25 @@ def test_never_an_id_beyond_the_tokenizer(padded_client: Client, padded_llava: P
     conversation = [("user", [noise_image(0), "hi"])]
     # The test can fail: the raw model does prefer the padded ids.
     assert max(ref.greedy(conversation, 5)) >= vocab
-    for method, sampling in [(common_pb2.DECODING_METHOD_GREEDY, None),
-                             (common_pb2.DECODING_METHOD_SAMPLE, common_pb2.SamplingParams(seed=3, temperature=2.0)),
-                             (common_pb2.DECODING_METHOD_BEAM_SEARCH, None)]:
-        reply = padded_client.multimodal.MultimodalChat(multimodal_pb2.MultimodalChatRequest(
-            model="padded-llava", messages=[user(*conversation[0][1])], method=method, sampling=sampling,
-            stopping=common_pb2.StoppingParams(max_new_tokens=20)))
+    for method, sampling in [
+        (common_pb2.DECODING_METHOD_GREEDY, None),
+        (common_pb2.DECODING_METHOD_SAMPLE, common_pb2.SamplingParams(seed=3, temperature=2.0)),
+        (common_pb2.DECODING_METHOD_BEAM_SEARCH, None),
+    ]:
+        reply = padded_client.multimodal.MultimodalChat(
+            multimodal_pb2.MultimodalChatRequest(
+                model="padded-llava",
+                messages=[user(*conversation[0][1])],
+                method=method,
+                sampling=sampling,
+                stopping=common_pb2.StoppingParams(max_new_tokens=20),
+            )
+        )
         for seq in reply.sequences:
             assert seq.token_ids and max(seq.token_ids) < vocab
 
 
 def test_image_limits_from_server_config() -> None:
     assert image_limits_from(types.SimpleNamespace()) == ImageLimits()
-    limits = image_limits_from(types.SimpleNamespace(max_image_bytes=10, max_image_pixels=20,
-                                                     max_images_per_request=2))
+    limits = image_limits_from(types.SimpleNamespace(max_image_bytes=10, max_image_pixels=20, max_images_per_request=2))
     assert (limits.max_bytes, limits.max_pixels, limits.max_images_per_request) == (10, 20, 2)

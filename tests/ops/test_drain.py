@@ -10,8 +10,8 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2
-from harness import ServeProcess, wait_serving
 
+from harness import ServeProcess, wait_serving
 from tokenwire.client import Client
 from tokenwire.v1 import common_pb2, generation_pb2, models_pb2
 
@@ -23,10 +23,15 @@ def test_graceful_drain(demo_models_dir: Path) -> None:
     try:
         with Client(proc.target) as c:
             wait_serving(c, "")
-            stream = c.generation.GenerateStream(generation_pb2.GenerateRequest(
-                model="tiny-llama", prompt="a long story", method=common_pb2.DECODING_METHOD_SAMPLE,
-                num_return_sequences=16,
-                stopping=common_pb2.StoppingParams(max_new_tokens=1500, ignore_eos=True)))
+            stream = c.generation.GenerateStream(
+                generation_pb2.GenerateRequest(
+                    model="tiny-llama",
+                    prompt="a long story",
+                    method=common_pb2.DECODING_METHOD_SAMPLE,
+                    num_return_sequences=16,
+                    stopping=common_pb2.StoppingParams(max_new_tokens=1500, ignore_eos=True),
+                )
+            )
             first = next(stream)
             assert first.token_ids
             assert proc.proc is not None

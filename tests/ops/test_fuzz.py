@@ -6,15 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tokenwire.client import Client
 from tokenwire.v1 import common_pb2, generation_pb2, models_pb2, multimodal_pb2, understanding_pb2
 
-ALLOWED = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION,
-           grpc.StatusCode.RESOURCE_EXHAUSTED}
+ALLOWED = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
 MODELS = ["tiny-llama", "tiny-gpt2", "tiny-bert", "tiny-bert-qa", "tiny-llava", "tiny-clip"]
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 
@@ -43,7 +46,15 @@ def check(call: Any, request: Any, stream: bool = False) -> None:
 @st.composite
 def sampling(draw: Any) -> common_pb2.SamplingParams:
     p = common_pb2.SamplingParams()
-    for name in ("temperature", "top_p", "min_p", "typical_p", "repetition_penalty", "frequency_penalty", "presence_penalty"):
+    for name in (
+        "temperature",
+        "top_p",
+        "min_p",
+        "typical_p",
+        "repetition_penalty",
+        "frequency_penalty",
+        "presence_penalty",
+    ):
         if draw(st.booleans()):
             setattr(p, name, draw(f32))
     for name in ("top_k", "no_repeat_ngram_size"):
@@ -60,9 +71,13 @@ def sampling(draw: Any) -> common_pb2.SamplingParams:
 @st.composite
 def generate_requests(draw: Any) -> generation_pb2.GenerateRequest:
     stopping = common_pb2.StoppingParams(
-        min_new_tokens=draw(st.integers(0, 8) | u32), stop=draw(st.lists(texts, max_size=4)),
-        stop_token_ids=draw(st.lists(st.integers(0, 1100) | u32, max_size=4)), ignore_eos=draw(st.booleans()),
-        include_stop_in_output=draw(st.booleans()), time_limit_ms=draw(st.sampled_from([0, 1, 50, 2**32 - 1])))
+        min_new_tokens=draw(st.integers(0, 8) | u32),
+        stop=draw(st.lists(texts, max_size=4)),
+        stop_token_ids=draw(st.lists(st.integers(0, 1100) | u32, max_size=4)),
+        ignore_eos=draw(st.booleans()),
+        include_stop_in_output=draw(st.booleans()),
+        time_limit_ms=draw(st.sampled_from([0, 1, 50, 2**32 - 1])),
+    )
     stopping.max_new_tokens = draw(st.integers(0, 24) | st.sampled_from([2049, 2**32 - 1]))
     beam = common_pb2.BeamParams(early_stopping=draw(st.integers(0, 5)))
     if draw(st.booleans()):
@@ -70,10 +85,16 @@ def generate_requests(draw: Any) -> generation_pb2.GenerateRequest:
     if draw(st.booleans()):
         beam.length_penalty = draw(f32)
     return generation_pb2.GenerateRequest(
-        model=draw(models), prompt=draw(texts), input_ids=draw(st.one_of(st.just([]), ids)),
-        method=draw(st.integers(0, 5)), sampling=draw(sampling()), beam=beam, stopping=stopping,
+        model=draw(models),
+        prompt=draw(texts),
+        input_ids=draw(st.one_of(st.just([]), ids)),
+        method=draw(st.integers(0, 5)),
+        sampling=draw(sampling()),
+        beam=beam,
+        stopping=stopping,
         num_return_sequences=draw(st.integers(0, 4) | u32),
-        logprobs=common_pb2.LogprobsParams(enabled=draw(st.booleans()), top_n=draw(st.integers(0, 25))))
+        logprobs=common_pb2.LogprobsParams(enabled=draw(st.booleans()), top_n=draw(st.integers(0, 25))),
+    )
 
 
 @FUZZ
@@ -97,13 +118,25 @@ def test_fuzz_understanding(client: Client, model: str, a: str, b: str, k: int, 
     u = client.understanding
     check(u.FillMask, understanding_pb2.FillMaskRequest(model=model, text=a, top_k=k, targets=targets, truncate=flag))
     check(u.NextSentence, understanding_pb2.NextSentenceRequest(model=model, sentence_a=a, sentence_b=b, truncate=flag))
-    check(u.AnswerQuestion, understanding_pb2.AnswerQuestionRequest(
-        model=model, question=a, context=b, top_k=k % 50, max_answer_length=k, doc_stride=k % 600,
-        handle_impossible_answer=flag))
+    check(
+        u.AnswerQuestion,
+        understanding_pb2.AnswerQuestionRequest(
+            model=model,
+            question=a,
+            context=b,
+            top_k=k % 50,
+            max_answer_length=k,
+            doc_stride=k % 600,
+            handle_impossible_answer=flag,
+        ),
+    )
 
 
-images = st.builds(common_pb2.Image, data=st.binary(max_size=300) | st.sampled_from([b"", b"\x89PNG\r\n\x1a\n"]),
-                   mime_type=st.sampled_from(["", "image/png", "image/jpeg", "text/plain", "image/webp"]))
+images = st.builds(
+    common_pb2.Image,
+    data=st.binary(max_size=300) | st.sampled_from([b"", b"\x89PNG\r\n\x1a\n"]),
+    mime_type=st.sampled_from(["", "image/png", "image/jpeg", "text/plain", "image/webp"]),
+)
 
 
 @FUZZ
@@ -112,12 +145,18 @@ def test_fuzz_multimodal(client: Client, model: str, text: str, imgs: list[Any],
     m = client.multimodal
     parts = [multimodal_pb2.ContentPart(text=text)] + [multimodal_pb2.ContentPart(image=i) for i in imgs]
     chat = multimodal_pb2.MultimodalChatRequest(
-        model=model, messages=[multimodal_pb2.ChatMessage(role=text[:10], parts=parts)],
-        stopping=common_pb2.StoppingParams(max_new_tokens=4))
+        model=model,
+        messages=[multimodal_pb2.ChatMessage(role=text[:10], parts=parts)],
+        stopping=common_pb2.StoppingParams(max_new_tokens=4),
+    )
     check(m.MultimodalChat, chat)
     check(m.MultimodalChatStream, chat, stream=True)
-    check(m.ClassifyImage, multimodal_pb2.ClassifyImageRequest(
-        model=model, image=imgs[0] if imgs else None, labels=labels, hypothesis_template=text))
+    check(
+        m.ClassifyImage,
+        multimodal_pb2.ClassifyImageRequest(
+            model=model, image=imgs[0] if imgs else None, labels=labels, hypothesis_template=text
+        ),
+    )
     check(m.Embed, multimodal_pb2.EmbedRequest(model=model, texts=labels, images=imgs, normalize=flag))
 
 
@@ -130,6 +169,9 @@ def test_server_is_healthy_and_idle_after_fuzzing(client: Client, demo_server: A
     while any(s.running_rows for s in schedulers.values()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert all(s.running_rows == 0 for s in schedulers.values())
-    reply = client.generation.Generate(generation_pb2.GenerateRequest(
-        model="tiny-llama", prompt="still fine", stopping=common_pb2.StoppingParams(max_new_tokens=3)))
+    reply = client.generation.Generate(
+        generation_pb2.GenerateRequest(
+            model="tiny-llama", prompt="still fine", stopping=common_pb2.StoppingParams(max_new_tokens=3)
+        )
+    )
     assert len(reply.sequences[0].token_ids) == 3

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import ServeProcess, wait_serving
 
+from harness import ServeProcess, wait_serving
 from tokenwire.client import Client
 from tokenwire.v1 import common_pb2, generation_pb2, models_pb2
 
@@ -19,8 +19,9 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def served(demo_models_dir: Path) -> Iterator[ServeProcess]:
-    proc = ServeProcess("--demo", "--demo-dir", str(demo_models_dir), "--metrics-port", "0",
-                        "--log-format", "json").start()
+    proc = ServeProcess(
+        "--demo", "--demo-dir", str(demo_models_dir), "--metrics-port", "0", "--log-format", "json"
+    ).start()
     try:
         with Client(proc.target) as c:
             wait_serving(c, "")
@@ -53,10 +54,18 @@ def test_metrics_count_requests_tokens_and_latencies(served: ServeProcess) -> No
     with Client(served.target) as c:
         before = scrape(served)
         for _ in range(3):
-            c.generation.Generate(generation_pb2.GenerateRequest(
-                model="tiny-llama", prompt="hello", stopping=common_pb2.StoppingParams(max_new_tokens=5)))
-        list(c.generation.GenerateStream(generation_pb2.GenerateRequest(
-            model="tiny-gpt2", prompt="hi", stopping=common_pb2.StoppingParams(max_new_tokens=4))))
+            c.generation.Generate(
+                generation_pb2.GenerateRequest(
+                    model="tiny-llama", prompt="hello", stopping=common_pb2.StoppingParams(max_new_tokens=5)
+                )
+            )
+        list(
+            c.generation.GenerateStream(
+                generation_pb2.GenerateRequest(
+                    model="tiny-gpt2", prompt="hi", stopping=common_pb2.StoppingParams(max_new_tokens=4)
+                )
+            )
+        )
         try:
             c.models.GetModelInfo(models_pb2.GetModelInfoRequest(model="nope"))
         except Exception:
@@ -81,7 +90,11 @@ def test_metrics_count_requests_tokens_and_latencies(served: ServeProcess) -> No
     # the KV pool: its capacity is what GetModelInfo reports; nothing is held once all is done
     with Client(served.target) as c:
         info = c.models.GetModelInfo(models_pb2.GetModelInfoRequest(model="tiny-llama"))
-    assert sample(after, "tokenwire_kv_cache_tokens", model="tiny-llama", state="capacity") == info.kv_cache_capacity_tokens > 0
+    assert (
+        sample(after, "tokenwire_kv_cache_tokens", model="tiny-llama", state="capacity")
+        == info.kv_cache_capacity_tokens
+        > 0
+    )
     assert sample(after, "tokenwire_kv_cache_tokens", model="tiny-llama", state="used") == 0
     assert "tokenwire_request_duration_seconds_bucket" in after
 
@@ -89,14 +102,20 @@ def test_metrics_count_requests_tokens_and_latencies(served: ServeProcess) -> No
 def test_timing_trailers_and_request_id(served: ServeProcess) -> None:
     with Client(served.target) as c:
         _, call = c.generation.Generate.with_call(
-            generation_pb2.GenerateRequest(model="tiny-llama", prompt="hello", stopping=common_pb2.StoppingParams(max_new_tokens=6)),
-            metadata=(("x-request-id", "trace-77"),))
+            generation_pb2.GenerateRequest(
+                model="tiny-llama", prompt="hello", stopping=common_pb2.StoppingParams(max_new_tokens=6)
+            ),
+            metadata=(("x-request-id", "trace-77"),),
+        )
         trailers = dict(call.trailing_metadata())
         assert trailers["x-request-id"] == "trace-77"
         assert trailers["generated-tokens"] == "6" and int(trailers["prompt-tokens"]) > 0
         assert 0 <= float(trailers["queue-ms"]) <= float(trailers["ttft-ms"]) <= float(trailers["total-ms"])
-        stream = c.generation.GenerateStream(generation_pb2.GenerateRequest(
-            model="tiny-gpt2", prompt="hi", stopping=common_pb2.StoppingParams(max_new_tokens=3)))
+        stream = c.generation.GenerateStream(
+            generation_pb2.GenerateRequest(
+                model="tiny-gpt2", prompt="hi", stopping=common_pb2.StoppingParams(max_new_tokens=3)
+            )
+        )
         list(stream)
         assert dict(stream.trailing_metadata())["generated-tokens"] == "3"
 

@@ -46,18 +46,17 @@ def _bert_qa(m: LoadedModel) -> dict[str, torch.Tensor]:
 
 def _clip(m: LoadedModel) -> dict[str, torch.Tensor]:
     assert m.processor is not None
-    enc = m.processor(text=["a photo of a cat", "a photo of a dog"], images=image(),
-                      return_tensors="pt", padding=True)
+    enc = m.processor(text=["a photo of a cat", "a photo of a dog"], images=image(), return_tensors="pt", padding=True)
     out = m.first_module()(**enc)
-    return {"logits_per_image": out.logits_per_image, "text_embeds": out.text_embeds,
-            "image_embeds": out.image_embeds}
+    return {"logits_per_image": out.logits_per_image, "text_embeds": out.text_embeds, "image_embeds": out.image_embeds}
 
 
 def _llava(m: LoadedModel) -> dict[str, torch.Tensor]:
     assert m.processor is not None
     prompt = m.processor.apply_chat_template(
         [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "what is this"}]}],
-        add_generation_prompt=True)
+        add_generation_prompt=True,
+    )
     enc = m.processor(text=prompt, images=image(), return_tensors="pt")
     return {"logits": m.first_module()(**enc).logits}
 

@@ -20,7 +20,9 @@ def test_kv_cache_reserve(tmp_path: Path) -> None:
     assert parse_config(_model(tmp_path, kv_cache_reserve="8GiB"), tmp_path).models[0].kv_cache_reserve == 8 * 2**30
     assert parse_config(_model(tmp_path, kv_cache_reserve=0), tmp_path).models[0].kv_cache_reserve == 0
     for bad in ("lots", -1, True):
-        with pytest.raises(ConfigError, match=r"model 'm' \(models\[0\]\), key 'kv_cache_reserve': must be \"auto\", 0 or a size"):
+        with pytest.raises(
+            ConfigError, match=r"model 'm' \(models\[0\]\), key 'kv_cache_reserve': must be \"auto\", 0 or a size"
+        ):
             parse_config(_model(tmp_path, kv_cache_reserve=bad), tmp_path)
 
 

@@ -17,11 +17,27 @@ def test_tiny_run(tmp_path: Path) -> None:
     gpu_check = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gpu_check)
     out = tmp_path / "report.json"
-    assert gpu_check.main(["--tiny", "--configs", "nf4,split", "--new-tokens", "6", "--streams", "3",
-                           "--workdir", str(tmp_path), "--out", str(out)]) == 0
+    assert (
+        gpu_check.main(
+            [
+                "--tiny",
+                "--configs",
+                "nf4,split",
+                "--new-tokens",
+                "6",
+                "--streams",
+                "3",
+                "--workdir",
+                str(tmp_path),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     assert report["tiny"] and report["device"] == "cpu" and set(report["configs"]) == {"nf4", "split"}
-    for name, result in report["configs"].items():
+    for result in report["configs"].values():
         assert "error" not in result, result
         assert result["server_batch1"]["tokens"] == 6 and result["server_streams3"]["tokens"] == 18
         assert result["transformers"]["generate_batch1"]["tokens"] == 6

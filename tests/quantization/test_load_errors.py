@@ -14,8 +14,8 @@ from typing import Any
 import grpc
 import pytest
 import torch
-from harness import InProcessServer
 
+from harness import InProcessServer
 from tokenwire.client import Client
 from tokenwire.config import Config, ModelSpec
 from tokenwire.models.loader import ModelLoadError, load_model
@@ -38,8 +38,11 @@ def _info(client: Client, name: str) -> models_pb2.ModelInfo:
 
 
 def _generates(client: Client, name: str) -> bool:
-    reply = client.generation.Generate(generation_pb2.GenerateRequest(
-        model=name, prompt="hi", stopping=common_pb2.StoppingParams(max_new_tokens=3, ignore_eos=True)))
+    reply = client.generation.Generate(
+        generation_pb2.GenerateRequest(
+            model=name, prompt="hi", stopping=common_pb2.StoppingParams(max_new_tokens=3, ignore_eos=True)
+        )
+    )
     return len(reply.sequences[0].token_ids) == 3
 
 
@@ -49,31 +52,50 @@ def _llama(demo_models_dir: Path, name: str, **kw: Any) -> ModelSpec:
 
 @pytest.fixture(scope="module")
 def misconfigured(demo_models_dir: Path) -> Iterator[tuple[InProcessServer, Client]]:
-    yield from _serve((
-        _llama(demo_models_dir, "good", quantization="nf4"),
-        _llama(demo_models_dir, "too-big", device_map="auto", max_memory={"cpu": 100_000}),
-        _llama(demo_models_dir, "typo-map", device_map={"model.embed_tokens": "cpu", "model.layer": "cpu",
-                                                        "model.norm": "cpu", "lm_head": "cpu"}),
-        _llama(demo_models_dir, "typo-skip", quantization="int8", llm_int8_skip_modules=("lm_haed",)),
-        _llama(demo_models_dir, "quantized-on-disk", quantization="nf4", device_map="sequential",
-               max_memory={"cpu": 700_000, "disk": 2**30}, max_batch_size=2, max_input_tokens=32, max_new_tokens=16),
-    ))
+    yield from _serve(
+        (
+            _llama(demo_models_dir, "good", quantization="nf4"),
+            _llama(demo_models_dir, "too-big", device_map="auto", max_memory={"cpu": 100_000}),
+            _llama(
+                demo_models_dir,
+                "typo-map",
+                device_map={"model.embed_tokens": "cpu", "model.layer": "cpu", "model.norm": "cpu", "lm_head": "cpu"},
+            ),
+            _llama(demo_models_dir, "typo-skip", quantization="int8", llm_int8_skip_modules=("lm_haed",)),
+            _llama(
+                demo_models_dir,
+                "quantized-on-disk",
+                quantization="nf4",
+                device_map="sequential",
+                max_memory={"cpu": 700_000, "disk": 2**30},
+                max_batch_size=2,
+                max_input_tokens=32,
+                max_new_tokens=16,
+            ),
+        )
+    )
 
 
 # model → fragments its error must contain (model, key, what to change).
 EXPECTED: dict[str, tuple[str, ...]] = {
-    "too-big": ("model 'too-big', key 'max_memory'", "does not fit", "disk", "raise max_memory",
-                "quantization = \"nf4\"", "max_batch_size"),
+    "too-big": (
+        "model 'too-big', key 'max_memory'",
+        "does not fit",
+        "disk",
+        "raise max_memory",
+        'quantization = "nf4"',
+        "max_batch_size",
+    ),
     "typo-map": ("model 'typo-map', key 'device_map'", "unknown module 'model.layer'", "did you mean 'model.layers'"),
     "typo-skip": ("model 'typo-skip', key 'llm_int8_skip_modules'", "'lm_haed' matches no module", "'lm_head'"),
-    "quantized-on-disk": ("model 'quantized-on-disk', key 'device_map'", "disk without a GPU",
-                          "quantization = \"none\""),
+    "quantized-on-disk": ("model 'quantized-on-disk', key 'device_map'", "disk without a GPU", 'quantization = "none"'),
 }
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_misconfigured_model_fails_with_a_message_naming_model_key_and_fix(
-        misconfigured: tuple[InProcessServer, Client], name: str) -> None:
+    misconfigured: tuple[InProcessServer, Client], name: str
+) -> None:
     _, client = misconfigured
     info = _info(client, name)
     assert info.state == FAILED
@@ -96,7 +118,7 @@ def test_bitsandbytes_missing(demo_models_dir: Path, monkeypatch: pytest.MonkeyP
         info = _info(client, "q")
         assert info.state == FAILED
         assert "model 'q', key 'quantization' = 'int8' needs bitsandbytes, which is not installed" in info.error
-        assert "pip install 'tokenwire[quantization]'" in info.error and "quantization = \"none\"" in info.error
+        assert "pip install 'tokenwire[quantization]'" in info.error and 'quantization = "none"' in info.error
         assert _generates(client, "plain")
 
 
@@ -108,7 +130,7 @@ def test_bitsandbytes_without_a_backend_for_the_device(demo_models_dir: Path, mo
         load_model(_llama(demo_models_dir, "q", quantization="nf4"))
     message = str(err.value)
     assert "model 'q', key 'quantization' = 'nf4'" in message
-    assert "no supported backend for cpu (it supports: cuda)" in message and "quantization = \"none\"" in message
+    assert "no supported backend for cpu (it supports: cuda)" in message and 'quantization = "none"' in message
 
 
 def test_checkpoint_quantized_otherwise_than_asked(demo_models_dir: Path, tmp_path: Path) -> None:
@@ -120,7 +142,7 @@ def test_checkpoint_quantized_otherwise_than_asked(demo_models_dir: Path, tmp_pa
     with pytest.raises(ModelLoadError) as err:
         load_model(ModelSpec(name="saved", path=str(saved), quantization="int8"))
     assert "model 'saved', key 'quantization'" in str(err.value)
-    assert "saved already quantized (nf4)" in str(err.value) and "quantization = \"none\"" in str(err.value)
+    assert "saved already quantized (nf4)" in str(err.value) and 'quantization = "none"' in str(err.value)
 
 
 def _inject(scheduler: Any, attribute: str, exc: Callable[[], BaseException]) -> Callable[[], None]:
@@ -139,7 +161,8 @@ def _inject(scheduler: Any, attribute: str, exc: Callable[[], BaseException]) ->
 
 @pytest.mark.parametrize("step", ["prefill", "decode"])
 def test_out_of_memory_fails_the_request_and_the_server_goes_on(
-        misconfigured: tuple[InProcessServer, Client], step: str) -> None:
+    misconfigured: tuple[InProcessServer, Client], step: str
+) -> None:
     from google.rpc import error_details_pb2
     from grpc_status import rpc_status
 
@@ -169,9 +192,14 @@ ONE_SHOT_OOM = [
 
 
 @pytest.mark.parametrize(("model", "task", "one_shot"), ONE_SHOT_OOM)
-def test_out_of_memory_in_any_task_is_resource_exhausted(quantized_server: InProcessServer, qclient: Client,
-                                                         model: str, task: str, one_shot: bool,
-                                                         request: pytest.FixtureRequest) -> None:
+def test_out_of_memory_in_any_task_is_resource_exhausted(
+    quantized_server: InProcessServer,
+    qclient: Client,
+    model: str,
+    task: str,
+    one_shot: bool,
+    request: pytest.FixtureRequest,
+) -> None:
     from test_quantized_rpcs import RPCS
 
     from tokenwire.tasks import Task

@@ -8,16 +8,21 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from harness import InProcessServer
 
+from harness import InProcessServer
 from tokenwire.client import Client
 from tokenwire.config import Config, ModelSpec
 from tokenwire.v1 import common_pb2, generation_pb2, models_pb2
 
 PROMPTS = ("the cat sat on", "once upon a time", "hello world, this is", "a b c d e f g")
 _SMALL = {"max_batch_size": 4, "max_input_tokens": 32, "max_new_tokens": 16}
-EXPLICIT = {"model.embed_tokens": "cpu", "model.layers.0": "cpu", "model.layers.1": "disk",
-            "model.norm": "cpu", "lm_head": "disk"}
+EXPLICIT = {
+    "model.embed_tokens": "cpu",
+    "model.layers.0": "cpu",
+    "model.layers.1": "disk",
+    "model.norm": "cpu",
+    "lm_head": "disk",
+}
 
 
 @pytest.fixture(scope="module")
@@ -25,11 +30,17 @@ def offload_server(demo_models_dir: Path, tmp_path_factory: pytest.TempPathFacto
     path = str(demo_models_dir / "tiny-llama")
     specs = (
         ModelSpec(name="plain", path=path, **_SMALL),  # type: ignore[arg-type]
-        ModelSpec(name="explicit", path=path, device_map=EXPLICIT,
-                  offload_folder=str(tmp_path_factory.mktemp("offload")), **_SMALL),  # type: ignore[arg-type]
+        ModelSpec(
+            name="explicit",
+            path=path,
+            device_map=EXPLICIT,
+            offload_folder=str(tmp_path_factory.mktemp("offload")),
+            **_SMALL,
+        ),  # type: ignore[arg-type]
         # A CPU budget that holds the embedding and one layer next to the reservation.
-        ModelSpec(name="sequential", path=path, device_map="sequential",
-                  max_memory={"cpu": 900_000, "disk": 2**30}, **_SMALL),  # type: ignore[arg-type]
+        ModelSpec(
+            name="sequential", path=path, device_map="sequential", max_memory={"cpu": 900_000, "disk": 2**30}, **_SMALL
+        ),  # type: ignore[arg-type]
     )
     with InProcessServer(Config(models=specs)) as server:
         yield server
@@ -42,8 +53,11 @@ def oclient(offload_server: InProcessServer) -> Iterator[Client]:
 
 
 def _greedy(c: Client, model: str, prompt: str) -> list[int]:
-    reply = c.generation.Generate(generation_pb2.GenerateRequest(
-        model=model, prompt=prompt, stopping=common_pb2.StoppingParams(max_new_tokens=16, ignore_eos=True)))
+    reply = c.generation.Generate(
+        generation_pb2.GenerateRequest(
+            model=model, prompt=prompt, stopping=common_pb2.StoppingParams(max_new_tokens=16, ignore_eos=True)
+        )
+    )
     return list(reply.sequences[0].token_ids)
 
 

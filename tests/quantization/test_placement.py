@@ -20,9 +20,17 @@ from tokenwire.tasks import Task
 GiB = 2**30
 LAYERS = 16
 # Llama-3.2-1B's shape (tied embeddings, GQA 32/8 heads): ~2.5 GB in bfloat16.
-CONFIG = LlamaConfig(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=LAYERS,
-                     num_attention_heads=32, num_key_value_heads=8, head_dim=64,
-                     max_position_embeddings=131072, tie_word_embeddings=True)
+CONFIG = LlamaConfig(
+    vocab_size=128256,
+    hidden_size=2048,
+    intermediate_size=8192,
+    num_hidden_layers=LAYERS,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    head_dim=64,
+    max_position_embeddings=131072,
+    tie_word_embeddings=True,
+)
 _LAYER = re.compile(r"^model\.layers\.\d+$")
 
 
@@ -36,8 +44,9 @@ def shape_for(s: ModelSpec, config: LlamaConfig = CONFIG) -> pl.Shape:
     meta = pl.meta_model(LlamaForCausalLM, config, torch.bfloat16)
     q = qz.resolve(s, config, on_gpu=True)
     skip = qz.skip_modules(s, q, meta, (Task.GENERATE,)) if q.is_bnb else ()
-    reserve = pl.reservation(s, config, (Task.GENERATE,), meta, 2, s.max_input_tokens or 1024,
-                             config.max_position_embeddings)
+    reserve = pl.reservation(
+        s, config, (Task.GENERATE,), meta, 2, s.max_input_tokens or 1024, config.max_position_embeddings
+    )
     return pl.Shape(meta, torch.bfloat16, reserve, q, skip)
 
 
@@ -71,19 +80,23 @@ def test_reservation_formula() -> None:
     r = shape.reserve
     assert r.batch == 8 and r.context == 2048 and r.prefill_tokens == 8 * 1024
     assert r.kv_layers == tuple(f"model.layers.{i}" for i in range(LAYERS))
-    assert r.kv_per_layer == 2 * 8 * 2048 * (8 * 64) * 2            # K and V, kv_heads × head_dim, bf16
+    assert r.kv_per_layer == 2 * 8 * 2048 * (8 * 64) * 2  # K and V, kv_heads × head_dim, bf16
     per_token = 2 * 2048 + 32 * 64 + 2 * 8 * 64 + 3 * 8192
     assert r.activations == 8 * 1024 * per_token * 2 + 8 * 1024 * 1024
     assert r.logits == 8 * 128256 * (2 + 4) and r.logits_module == "lm_head"
     # The context is capped by the model's window; kv_cache_reserve replaces the KV total.
-    assert shape_for(spec(max_input_tokens=1024, max_new_tokens=10**6)).reserve.context == CONFIG.max_position_embeddings
+    assert (
+        shape_for(spec(max_input_tokens=1024, max_new_tokens=10**6)).reserve.context == CONFIG.max_position_embeddings
+    )
     assert shape_for(spec(kv_cache_reserve=LAYERS * 1000)).reserve.kv_per_layer == 1000
 
 
 def test_chunked_prefill_bounds_the_activation_term() -> None:
     per_token = (2 * 2048 + 32 * 64 + 2 * 8 * 64 + 3 * 8192) * 2
     # 32 × 32k-token prompts: without chunking a whole prompt (and its 32k × 32k mask) is one forward
-    whole = shape_for(spec(max_batch_size=32, max_input_tokens=32768, max_new_tokens=16, prefill_chunk_tokens=0)).reserve
+    whole = shape_for(
+        spec(max_batch_size=32, max_input_tokens=32768, max_new_tokens=16, prefill_chunk_tokens=0)
+    ).reserve
     assert whole.prefill_tokens == 32768 and whole.activations == 32768 * per_token + 32768 * 32768
     # in 2048-token chunks: the prefill budget (16384) bounds the tokens; a chunk's mask spans the prompt
     chunked = shape_for(spec(max_batch_size=32, max_input_tokens=32768, max_new_tokens=16)).reserve

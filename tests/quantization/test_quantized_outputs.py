@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from quant_support import OUTPUTS, SCHEMES, outputs, relative_error
 
+from quant_support import OUTPUTS, SCHEMES, outputs, relative_error
 from tokenwire.config import ModelSpec
 from tokenwire.models.loader import LoadedModel, load_model
 
@@ -59,8 +59,9 @@ def references(demo_models_dir: Path) -> dict[str, tuple[LoadedModel, dict[str, 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("name", list(OUTPUTS))
-def test_quantized_logits_close_to_unquantized(name: str, scheme: str, demo_models_dir: Path,
-                                                references: dict[str, tuple[LoadedModel, dict[str, torch.Tensor]]]) -> None:
+def test_quantized_logits_close_to_unquantized(
+    name: str, scheme: str, demo_models_dir: Path, references: dict[str, tuple[LoadedModel, dict[str, torch.Tensor]]]
+) -> None:
     plain, expected = references[name]
     model = load_model(ModelSpec(name=name, path=str(demo_models_dir / name), quantization=scheme))
     layers = _bnb_modules(model.first_module())
@@ -71,13 +72,20 @@ def test_quantized_logits_close_to_unquantized(name: str, scheme: str, demo_mode
     assert 0 < max(errors.values()) <= TOLERANCE[name][scheme], errors
 
 
-def test_double_quant_is_close_too(demo_models_dir: Path,
-                                   references: dict[str, tuple[LoadedModel, dict[str, torch.Tensor]]]) -> None:
+def test_double_quant_is_close_too(
+    demo_models_dir: Path, references: dict[str, tuple[LoadedModel, dict[str, torch.Tensor]]]
+) -> None:
     _, expected = references["tiny-llama"]
     for scheme in ("nf4", "fp4"):
-        model = load_model(ModelSpec(name="m", path=str(demo_models_dir / "tiny-llama"), quantization=scheme,
-                                     bnb_4bit_use_double_quant=True))
-        assert relative_error(outputs("tiny-llama", model)["logits"], expected["logits"]) <= TOLERANCE["tiny-llama"][scheme]
+        model = load_model(
+            ModelSpec(
+                name="m", path=str(demo_models_dir / "tiny-llama"), quantization=scheme, bnb_4bit_use_double_quant=True
+            )
+        )
+        assert (
+            relative_error(outputs("tiny-llama", model)["logits"], expected["logits"])
+            <= TOLERANCE["tiny-llama"][scheme]
+        )
 
 
 def test_llava_vision_tower_and_projector_stay_unquantized(demo_models_dir: Path) -> None:
@@ -87,8 +95,14 @@ def test_llava_vision_tower_and_projector_stay_unquantized(demo_models_dir: Path
     assert any(".language_model.layers." in n for n in quantized)
     assert {"model.vision_tower", "model.multi_modal_projector", "lm_head"} <= set(model.unquantized_modules)
     # llm_int8_skip_modules replaces the defaults (transformers' semantics): the tower quantizes.
-    custom = load_model(ModelSpec(name="llava", path=str(demo_models_dir / "tiny-llava"), quantization="nf4",
-                                  llm_int8_skip_modules=("lm_head",)))
+    custom = load_model(
+        ModelSpec(
+            name="llava",
+            path=str(demo_models_dir / "tiny-llava"),
+            quantization="nf4",
+            llm_int8_skip_modules=("lm_head",),
+        )
+    )
     assert any(".vision_tower." in n for n in _bnb_modules(custom.first_module()))
     assert custom.unquantized_modules == ("lm_head",)
 

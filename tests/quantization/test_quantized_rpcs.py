@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from quant_support import SCHEMES, image, quantized_name
 
+from quant_support import SCHEMES, image, quantized_name
 from tokenwire.client import Client
 from tokenwire.models.demo import DEMO_MODEL_NAMES
 from tokenwire.tasks import Task
@@ -39,12 +39,22 @@ def _generate(c: Client, model: str) -> Any:
 
 
 def _generate_stream(c: Client, model: str) -> Any:
-    return list(c.generation.GenerateStream(generation_pb2.GenerateRequest(model=model, prompt="the cat", stopping=_STOP)))
+    return list(
+        c.generation.GenerateStream(generation_pb2.GenerateRequest(model=model, prompt="the cat", stopping=_STOP))
+    )
 
 
 def _chat_request(model: str) -> multimodal_pb2.MultimodalChatRequest:
-    return multimodal_pb2.MultimodalChatRequest(model=model, stopping=_STOP, messages=[multimodal_pb2.ChatMessage(
-        role="user", parts=[multimodal_pb2.ContentPart(image=_png()), multimodal_pb2.ContentPart(text="what is it")])])
+    return multimodal_pb2.MultimodalChatRequest(
+        model=model,
+        stopping=_STOP,
+        messages=[
+            multimodal_pb2.ChatMessage(
+                role="user",
+                parts=[multimodal_pb2.ContentPart(image=_png()), multimodal_pb2.ContentPart(text="what is it")],
+            )
+        ],
+    )
 
 
 @dataclass(frozen=True)
@@ -56,53 +66,105 @@ class Rpc:
 
 
 RPCS: tuple[Rpc, ...] = (
-    Rpc("Models.GetModelInfo", None,
+    Rpc(
+        "Models.GetModelInfo",
+        None,
         lambda c, m: c.models.GetModelInfo(models_pb2.GetModelInfoRequest(model=m)),
-        lambda r: r.state == models_pb2.MODEL_STATE_READY and r.quantization != "none" and bool(r.memory_per_device)),
-    Rpc("Models.Tokenize", None,
+        lambda r: r.state == models_pb2.MODEL_STATE_READY and r.quantization != "none" and bool(r.memory_per_device),
+    ),
+    Rpc(
+        "Models.Tokenize",
+        None,
         lambda c, m: c.models.Tokenize(models_pb2.TokenizeRequest(model=m, text="a photo of a cat")),
-        lambda r: len(r.ids) > 0),
-    Rpc("Models.Detokenize", None,
+        lambda r: len(r.ids) > 0,
+    ),
+    Rpc(
+        "Models.Detokenize",
+        None,
         lambda c, m: c.models.Detokenize(models_pb2.DetokenizeRequest(model=m, ids=[5, 6, 7])),
-        lambda r: isinstance(r.text, str)),
+        lambda r: isinstance(r.text, str),
+    ),
     Rpc("Generation.Generate", Task.GENERATE, _generate, lambda r: len(r.sequences[0].token_ids) == 6),
-    Rpc("Generation.GenerateStream", Task.GENERATE, _generate_stream,
-        lambda r: sum(len(m.token_ids) for m in r) == 6 and any(m.finish_reason == common_pb2.FINISH_REASON_LENGTH for m in r)),
-    Rpc("Understanding.FillMask", Task.FILL_MASK,
-        lambda c, m: c.understanding.FillMask(understanding_pb2.FillMaskRequest(model=m, text="the cat sat on the [MASK] .", top_k=3)),
-        lambda r: len(r.masks) == 1 and len(r.masks[0].candidates) == 3),
-    Rpc("Understanding.NextSentence", Task.NEXT_SENTENCE,
-        lambda c, m: c.understanding.NextSentence(understanding_pb2.NextSentenceRequest(
-            model=m, sentence_a="the cat sat on the mat .", sentence_b="it was sunny .")),
-        lambda r: abs(r.is_next_probability + r.not_next_probability - 1) < 1e-4),
-    Rpc("Understanding.AnswerQuestion", Task.ANSWER_QUESTION,
-        lambda c, m: c.understanding.AnswerQuestion(understanding_pb2.AnswerQuestionRequest(
-            model=m, question="where is the cat ?", context="the cat sat on the mat in the house .")),
-        lambda r: len(r.answers) >= 1),
-    Rpc("Multimodal.MultimodalChat", Task.MULTIMODAL_CHAT,
+    Rpc(
+        "Generation.GenerateStream",
+        Task.GENERATE,
+        _generate_stream,
+        lambda r: (
+            sum(len(m.token_ids) for m in r) == 6 and any(m.finish_reason == common_pb2.FINISH_REASON_LENGTH for m in r)
+        ),
+    ),
+    Rpc(
+        "Understanding.FillMask",
+        Task.FILL_MASK,
+        lambda c, m: c.understanding.FillMask(
+            understanding_pb2.FillMaskRequest(model=m, text="the cat sat on the [MASK] .", top_k=3)
+        ),
+        lambda r: len(r.masks) == 1 and len(r.masks[0].candidates) == 3,
+    ),
+    Rpc(
+        "Understanding.NextSentence",
+        Task.NEXT_SENTENCE,
+        lambda c, m: c.understanding.NextSentence(
+            understanding_pb2.NextSentenceRequest(
+                model=m, sentence_a="the cat sat on the mat .", sentence_b="it was sunny ."
+            )
+        ),
+        lambda r: abs(r.is_next_probability + r.not_next_probability - 1) < 1e-4,
+    ),
+    Rpc(
+        "Understanding.AnswerQuestion",
+        Task.ANSWER_QUESTION,
+        lambda c, m: c.understanding.AnswerQuestion(
+            understanding_pb2.AnswerQuestionRequest(
+                model=m, question="where is the cat ?", context="the cat sat on the mat in the house ."
+            )
+        ),
+        lambda r: len(r.answers) >= 1,
+    ),
+    Rpc(
+        "Multimodal.MultimodalChat",
+        Task.MULTIMODAL_CHAT,
         lambda c, m: c.multimodal.MultimodalChat(_chat_request(m)),
-        lambda r: len(r.sequences[0].token_ids) == 6),
-    Rpc("Multimodal.MultimodalChatStream", Task.MULTIMODAL_CHAT,
+        lambda r: len(r.sequences[0].token_ids) == 6,
+    ),
+    Rpc(
+        "Multimodal.MultimodalChatStream",
+        Task.MULTIMODAL_CHAT,
         lambda c, m: list(c.multimodal.MultimodalChatStream(_chat_request(m))),
-        lambda r: sum(len(m.token_ids) for m in r) == 6),
-    Rpc("Multimodal.ClassifyImage", Task.CLASSIFY_IMAGE,
-        lambda c, m: c.multimodal.ClassifyImage(multimodal_pb2.ClassifyImageRequest(
-            model=m, image=_png(), labels=["cat", "dog", "car"])),
-        lambda r: len(r.scores) == 3 and abs(sum(s.score for s in r.scores) - 1) < 1e-3),
-    Rpc("Multimodal.Embed", Task.EMBED,
+        lambda r: sum(len(m.token_ids) for m in r) == 6,
+    ),
+    Rpc(
+        "Multimodal.ClassifyImage",
+        Task.CLASSIFY_IMAGE,
+        lambda c, m: c.multimodal.ClassifyImage(
+            multimodal_pb2.ClassifyImageRequest(model=m, image=_png(), labels=["cat", "dog", "car"])
+        ),
+        lambda r: len(r.scores) == 3 and abs(sum(s.score for s in r.scores) - 1) < 1e-3,
+    ),
+    Rpc(
+        "Multimodal.Embed",
+        Task.EMBED,
         lambda c, m: c.multimodal.Embed(multimodal_pb2.EmbedRequest(model=m, texts=["a cat"], images=[_png()])),
-        lambda r: len(r.embeddings) == 2 and r.dimensions > 0),
+        lambda r: len(r.embeddings) == 2 and r.dimensions > 0,
+    ),
 )
 
 _TASKS = {
-    "tiny-llama": {Task.GENERATE}, "tiny-gpt2": {Task.GENERATE},
-    "tiny-bert": {Task.FILL_MASK, Task.NEXT_SENTENCE}, "tiny-bert-qa": {Task.ANSWER_QUESTION},
-    "tiny-llava": {Task.MULTIMODAL_CHAT}, "tiny-clip": {Task.CLASSIFY_IMAGE, Task.EMBED},
+    "tiny-llama": {Task.GENERATE},
+    "tiny-gpt2": {Task.GENERATE},
+    "tiny-bert": {Task.FILL_MASK, Task.NEXT_SENTENCE},
+    "tiny-bert-qa": {Task.ANSWER_QUESTION},
+    "tiny-llava": {Task.MULTIMODAL_CHAT},
+    "tiny-clip": {Task.CLASSIFY_IMAGE, Task.EMBED},
 }
 assert set(_TASKS) == set(DEMO_MODEL_NAMES)
-CASES = [pytest.param(quantized_name(model, scheme), rpc, id=f"{quantized_name(model, scheme)}-{rpc.name}")
-         for model in DEMO_MODEL_NAMES for scheme in SCHEMES for rpc in RPCS
-         if rpc.task is None or rpc.task in _TASKS[model]]
+CASES = [
+    pytest.param(quantized_name(model, scheme), rpc, id=f"{quantized_name(model, scheme)}-{rpc.name}")
+    for model in DEMO_MODEL_NAMES
+    for scheme in SCHEMES
+    for rpc in RPCS
+    if rpc.task is None or rpc.task in _TASKS[model]
+]
 
 
 @pytest.mark.parametrize(("model", "rpc"), CASES)

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import InProcessServer
 
+from harness import InProcessServer
 from tokenwire.client import Client
 from tokenwire.config import Config, ModelSpec
 
@@ -27,14 +27,25 @@ def roberta_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     vocab, merges = _gpt2_vocab()
     specials = ["<s>", "<pad>", "</s>", "<unk>"]  # RoBERTa's ids 0-3 (pad also indexes positions)
     ids = {t: i for i, t in enumerate(specials + [t for t in vocab if t not in specials] + ["<mask>"])}
-    tok = RobertaTokenizer(vocab=ids, merges=list(merges),
-                           mask_token=AddedToken("<mask>", lstrip=True, rstrip=False, special=True))
+    tok = RobertaTokenizer(
+        vocab=ids, merges=list(merges), mask_token=AddedToken("<mask>", lstrip=True, rstrip=False, special=True)
+    )
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        model = RobertaForMaskedLM(RobertaConfig(
-            vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-            intermediate_size=128, max_position_embeddings=130, type_vocab_size=1,
-            pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id))
+        model = RobertaForMaskedLM(
+            RobertaConfig(
+                vocab_size=len(tok),
+                hidden_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                intermediate_size=128,
+                max_position_embeddings=130,
+                type_vocab_size=1,
+                pad_token_id=tok.pad_token_id,
+                bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id,
+            )
+        )
     path = tmp_path_factory.mktemp("tiny-roberta")
     model.save_pretrained(path)
     tok.save_pretrained(path)

@@ -23,28 +23,45 @@ import sys
 from pathlib import Path
 
 import transformers
-from qa_cases import CASES, WINDOWS, effective_doc_stride
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer, pipeline
+
+from qa_cases import CASES, WINDOWS, effective_doc_stride
 
 
 def main(models_dir: str, out: str) -> None:
     path = Path(models_dir) / "tiny-bert-qa"
     stamp = (path / "tokenwire-demo.stamp").read_text().split()[0]
-    qa = pipeline("question-answering", model=AutoModelForQuestionAnswering.from_pretrained(path),
-                  tokenizer=AutoTokenizer.from_pretrained(path))
+    qa = pipeline(
+        "question-answering",
+        model=AutoModelForQuestionAnswering.from_pretrained(path),
+        tokenizer=AutoTokenizer.from_pretrained(path),
+    )
     cases = {}
     for case in CASES:
-        result = qa(question=case.question, context=case.context, top_k=case.top_k or 1,
-                    max_answer_len=case.max_answer_length or 15,
-                    doc_stride=effective_doc_stride(case), max_seq_len=WINDOWS[case.model],
-                    handle_impossible_answer=case.handle_impossible_answer)
+        result = qa(
+            question=case.question,
+            context=case.context,
+            top_k=case.top_k or 1,
+            max_answer_len=case.max_answer_length or 15,
+            doc_stride=effective_doc_stride(case),
+            max_seq_len=WINDOWS[case.model],
+            handle_impossible_answer=case.handle_impossible_answer,
+        )
         answers = result if isinstance(result, list) else [result]
         # The pipeline pads a short list with zero-score non-spans; a case must not need that.
         assert all(a["score"] > 0 and a["start"] <= a["end"] for a in answers), (case.id, answers)
-        cases[case.id] = [{"answer": a["answer"], "score": float(a["score"]), "start": int(a["start"]),
-                           "end": int(a["end"])} for a in answers]
-    Path(out).write_text(json.dumps({"transformers": transformers.__version__, "demo_factory": stamp,
-                                     "cases": cases}, indent=1, ensure_ascii=False) + "\n")
+        cases[case.id] = [
+            {"answer": a["answer"], "score": float(a["score"]), "start": int(a["start"]), "end": int(a["end"])}
+            for a in answers
+        ]
+    Path(out).write_text(
+        json.dumps(
+            {"transformers": transformers.__version__, "demo_factory": stamp, "cases": cases},
+            indent=1,
+            ensure_ascii=False,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

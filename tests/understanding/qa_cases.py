@@ -10,14 +10,19 @@ from dataclasses import asdict, dataclass
 # Registry names the tests serve tiny-bert-qa under → the window (max_input_tokens) of each.
 WINDOWS: dict[str, int] = {"tiny-bert-qa": 512, "tiny-bert-qa-64": 64}
 
-SHORT = ("Paris is the capital of France. Tokyo is the capital of Japan. "
-         "The Eiffel Tower, built in 1889, stands in Paris.")
+SHORT = (
+    "Paris is the capital of France. Tokyo is the capital of Japan. The Eiffel Tower, built in 1889, stands in Paris."
+)
 # Accents, guillemets, CJK (one token per character), an emoji and a long dash: character
 # offsets must be code points into this string, not bytes and not normalized text.
-NON_ASCII = ("Le café « Œuvre » est à Zürich; 東京 est la capitale du Japon. "
-             "Naïve résumé — déjà vu! 😀 The smiling cat sleeps in Köln.")
-_WORDS = ("the capital of france is paris and tokyo is in japan while the tower stands "
-          "near a river where people walk every day café Zürich 東京 naïve résumé déjà").split()
+NON_ASCII = (
+    "Le café « Œuvre » est à Zürich; 東京 est la capitale du Japon. "
+    "Naïve résumé — déjà vu! 😀 The smiling cat sleeps in Köln."
+)
+_WORDS = (
+    "the capital of france is paris and tokyo is in japan while the tower stands "
+    "near a river where people walk every day café Zürich 東京 naïve résumé déjà"
+).split()
 
 
 def _long_context(words: int, seed: int) -> str:
@@ -30,8 +35,8 @@ def _long_context(words: int, seed: int) -> str:
     return " ".join(sentences)
 
 
-LONG = _long_context(900, 1)      # several 512-token windows
-MEDIUM = _long_context(120, 2)    # several 64-token windows
+LONG = _long_context(900, 1)  # several 512-token windows
+MEDIUM = _long_context(120, 2)  # several 64-token windows
 
 
 @dataclass(frozen=True)
@@ -58,17 +63,24 @@ CASES: tuple[QACase, ...] = (
     QACase("short-impossible", "tiny-bert-qa", "Who?", SHORT, top_k=3, handle_impossible_answer=True),
     QACase("non-ascii", "tiny-bert-qa", "Où est le café?", NON_ASCII, top_k=5),
     # Two copies over 64-token windows: the same answer text from several windows merges.
-    QACase("non-ascii-64", "tiny-bert-qa-64", "Où est le café?", NON_ASCII + " " + NON_ASCII,
-           top_k=5, doc_stride=8),
+    QACase("non-ascii-64", "tiny-bert-qa-64", "Où est le café?", NON_ASCII + " " + NON_ASCII, top_k=5, doc_stride=8),
     QACase("tiny-impossible", "tiny-bert-qa", "Who?", "Paris.", top_k=4, handle_impossible_answer=True),
     QACase("long-default", "tiny-bert-qa", "Where is the tower?", LONG, top_k=3),
-    QACase("long-stride200", "tiny-bert-qa", "What is the capital?", LONG, top_k=5,
-           max_answer_length=30, doc_stride=200),
-    QACase("long-impossible", "tiny-bert-qa", "What is the capital?", LONG, top_k=2,
-           handle_impossible_answer=True),
+    QACase(
+        "long-stride200", "tiny-bert-qa", "What is the capital?", LONG, top_k=5, max_answer_length=30, doc_stride=200
+    ),
+    QACase("long-impossible", "tiny-bert-qa", "What is the capital?", LONG, top_k=2, handle_impossible_answer=True),
     QACase("medium-64", "tiny-bert-qa-64", "Where do people walk?", MEDIUM, top_k=5),
-    QACase("medium-64-stride", "tiny-bert-qa-64", "Where do people walk?", MEDIUM, top_k=3,
-           max_answer_length=8, doc_stride=20, handle_impossible_answer=True),
+    QACase(
+        "medium-64-stride",
+        "tiny-bert-qa-64",
+        "Where do people walk?",
+        MEDIUM,
+        top_k=3,
+        max_answer_length=8,
+        doc_stride=20,
+        handle_impossible_answer=True,
+    ),
 )
 
 

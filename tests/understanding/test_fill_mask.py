@@ -20,8 +20,9 @@ TWO_MASKS = "[MASK] is the capital of France, and [MASK] is the capital of Japan
 @pytest.fixture(scope="module")
 def fill_mask(demo_models_dir: Path) -> Any:
     path = demo_models_dir / "tiny-bert"
-    return pipeline("fill-mask", model=BertForMaskedLM.from_pretrained(path),
-                    tokenizer=AutoTokenizer.from_pretrained(path))
+    return pipeline(
+        "fill-mask", model=BertForMaskedLM.from_pretrained(path), tokenizer=AutoTokenizer.from_pretrained(path)
+    )
 
 
 def _same(candidates: Any, expected: list[dict[str, Any]], sequences: bool = True) -> None:
@@ -59,10 +60,10 @@ def test_several_masks_equal_the_pipeline_per_mask(uw: Client, fill_mask: Any) -
     reply = uw.understanding.FillMask(pb.FillMaskRequest(model="tiny-bert", text=TWO_MASKS, top_k=4))
     expected = fill_mask(TWO_MASKS, top_k=4)
     assert len(reply.masks) == len(expected) == 2
-    for mask, exp in zip(reply.masks, expected):
+    for mask, exp in zip(reply.masks, expected, strict=True):
         # The pipeline keeps [CLS]/[SEP] in multi-mask sequences; the protocol drops them.
         _same(mask.candidates, exp, sequences=False)
-        for cand, e in zip(mask.candidates, exp):
+        for cand, e in zip(mask.candidates, exp, strict=True):
             assert cand.sequence == re.sub(r"^\[CLS\] ?", "", e["sequence"]).removesuffix(" [SEP]")
             assert not cand.sequence.startswith("##")
             assert cand.sequence.count("[MASK]") == 1 and "[CLS]" not in cand.sequence
@@ -71,8 +72,7 @@ def test_several_masks_equal_the_pipeline_per_mask(uw: Client, fill_mask: Any) -
 def test_targets_restrict_candidates_and_cap_top_k(uw: Client, fill_mask: Any) -> None:
     # "Tokyo" is not a vocabulary entry but lower-cases to the single token "tokyo".
     targets = ["france", "Tokyo", "man", "watches", "tokyo"]
-    reply = uw.understanding.FillMask(pb.FillMaskRequest(model="tiny-bert", text=EIFFEL, top_k=10,
-                                                         targets=targets))
+    reply = uw.understanding.FillMask(pb.FillMaskRequest(model="tiny-bert", text=EIFFEL, top_k=10, targets=targets))
     expected = fill_mask(EIFFEL, top_k=10, targets=targets)
     assert len(reply.masks[0].candidates) == 4  # capped at the distinct targets
     _same(reply.masks[0].candidates, expected)
@@ -84,8 +84,9 @@ def test_sequence_is_detokenized_text(uw: Client) -> None:
     assert cand.token == "tokyo"
     assert cand.sequence == "the capital of france, tokyo, contains the eiffel tower."
     # A continuation piece filling the first word: no stray "##" (the token keeps it).
-    reply = uw.understanding.FillMask(pb.FillMaskRequest(model="tiny-bert", text="[MASK] is the capital.",
-                                                         targets=["##0"]))
+    reply = uw.understanding.FillMask(
+        pb.FillMaskRequest(model="tiny-bert", text="[MASK] is the capital.", targets=["##0"])
+    )
     cand = reply.masks[0].candidates[0]
     assert (cand.token, cand.sequence) == ("##0", "0 is the capital.")
 
@@ -104,19 +105,23 @@ def test_truncate_cuts_text_and_drops_masks_cut_off(uw: Client, fill_mask: Any) 
     _same(reply.masks[0].candidates, expected, sequences=False)
     # Only mask cut off: nothing left to fill.
     late = "The capital of France is a big city with many people in it and also [MASK]."
-    field, description = _invalid(uw.understanding.FillMask,
-                                  pb.FillMaskRequest(model="tiny-bert-16", text=late, truncate=True))
+    field, description = _invalid(
+        uw.understanding.FillMask, pb.FillMaskRequest(model="tiny-bert-16", text=late, truncate=True)
+    )
     assert field == "text" and "[MASK]" in description
 
 
-@pytest.mark.parametrize("request_, field", [
-    (pb.FillMaskRequest(model="tiny-bert", text="no mask here"), "text"),
-    (pb.FillMaskRequest(model="tiny-bert", text=""), "text"),
-    (pb.FillMaskRequest(model="tiny-bert", text=EIFFEL, top_k=101), "top_k"),
-    (pb.FillMaskRequest(model="tiny-bert", text=EIFFEL, targets=["eiffel tower"]), "targets[0]"),
-    (pb.FillMaskRequest(model="tiny-bert", text=EIFFEL, targets=["man", ""]), "targets[1]"),
-    (pb.FillMaskRequest(model="tiny-bert", text=EIFFEL, targets=["man"] * 1025), "targets"),
-])
+@pytest.mark.parametrize(
+    "request_, field",
+    [
+        (pb.FillMaskRequest(model="tiny-bert", text="no mask here"), "text"),
+        (pb.FillMaskRequest(model="tiny-bert", text=""), "text"),
+        (pb.FillMaskRequest(model="tiny-bert", text=EIFFEL, top_k=101), "top_k"),
+        (pb.FillMaskRequest(model="tiny-bert", text=EIFFEL, targets=["eiffel tower"]), "targets[0]"),
+        (pb.FillMaskRequest(model="tiny-bert", text=EIFFEL, targets=["man", ""]), "targets[1]"),
+        (pb.FillMaskRequest(model="tiny-bert", text=EIFFEL, targets=["man"] * 1025), "targets"),
+    ],
+)
 def test_invalid_requests_name_the_field(uw: Client, request_: Any, field: str) -> None:
     assert _invalid(uw.understanding.FillMask, request_)[0] == field
 
@@ -131,22 +136,29 @@ def test_wrong_task_and_unknown_model(uw: Client) -> None:
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-@pytest.mark.parametrize("text", [
-    "The capital of France, <mask>, contains the tower.",
-    "<mask> is it.",
-    "The <mask> of France and the <mask> of Japan.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The capital of France, <mask>, contains the tower.",
+        "<mask> is it.",
+        "The <mask> of France and the <mask> of Japan.",
+    ],
+)
 def test_roberta_style_mask_equals_pipeline(uw: Client, roberta_dir: Path, text: str) -> None:
     from transformers import AutoModelForMaskedLM
-    fill = pipeline("fill-mask", model=AutoModelForMaskedLM.from_pretrained(roberta_dir),
-                    tokenizer=AutoTokenizer.from_pretrained(roberta_dir))
+
+    fill = pipeline(
+        "fill-mask",
+        model=AutoModelForMaskedLM.from_pretrained(roberta_dir),
+        tokenizer=AutoTokenizer.from_pretrained(roberta_dir),
+    )
     reply = uw.understanding.FillMask(pb.FillMaskRequest(model="tiny-roberta", text=text, top_k=6))
     expected = fill(text, top_k=6)
     if text.count("<mask>") == 1:
         _same(reply.masks[0].candidates, expected)
         return
     assert len(reply.masks) == 2
-    for mask, exp in zip(reply.masks, expected):
+    for mask, exp in zip(reply.masks, expected, strict=True):
         _same(mask.candidates, exp, sequences=False)
-        for cand, e in zip(mask.candidates, exp):
+        for cand, e in zip(mask.candidates, exp, strict=True):
             assert cand.sequence == e["sequence"].removeprefix("<s>").removesuffix("</s>")

@@ -14,17 +14,20 @@ IDS = torch.tensor([[2, 440, 4, 17, 503, 3], [2, 4, 825, 4, 3, 0]])
 INPUTS = {"input_ids": IDS, "attention_mask": (IDS != 0).long(), "token_type_ids": torch.zeros_like(IDS)}
 
 
-@pytest.mark.parametrize("cls, mlm, nsp", [
-    (BertForPreTraining, True, True), (BertForMaskedLM, True, False),
-    (BertForNextSentencePrediction, False, True)])
+@pytest.mark.parametrize(
+    "cls, mlm, nsp",
+    [(BertForPreTraining, True, True), (BertForMaskedLM, True, False), (BertForNextSentencePrediction, False, True)],
+)
 def test_split_heads_equal_the_full_forward(demo_models_dir: Path, cls: type, mlm: bool, nsp: bool) -> None:
     module = cls.from_pretrained(demo_models_dir / "tiny-bert").eval()
     split, full = EncoderHeads(module), EncoderHeads(module)
     assert split._split is not None
     full._split = None  # force the generic path
-    needs = [Needs(mask_positions=(2,) if mlm else (), next_sentence=nsp),
-             Needs(mask_positions=(1, 3) if mlm else (), next_sentence=nsp)]
-    for a, b in zip(split(INPUTS, [6, 5], needs), full(INPUTS, [6, 5], needs)):
+    needs = [
+        Needs(mask_positions=(2,) if mlm else (), next_sentence=nsp),
+        Needs(mask_positions=(1, 3) if mlm else (), next_sentence=nsp),
+    ]
+    for a, b in zip(split(INPUTS, [6, 5], needs), full(INPUTS, [6, 5], needs), strict=True):
         for got, want in ((a.mlm, b.mlm), (a.next_sentence, b.next_sentence)):
             assert (got is None) == (want is None)
             if got is not None:

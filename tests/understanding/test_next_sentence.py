@@ -51,7 +51,7 @@ def test_truncate_cuts_the_longer_sentence(uw: Client, by_hand: ByHand) -> None:
     with pytest.raises(grpc.RpcError) as info:
         uw.understanding.NextSentence(request)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    (field, description), = field_violations(info.value)
+    ((field, description),) = field_violations(info.value)
     length = len(by_hand.tokenizer(a, b)["input_ids"])
     assert field == "sentence_b" and "16" in description and f"got {length}" in description
     request.truncate = True

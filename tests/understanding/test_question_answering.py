@@ -13,8 +13,8 @@ from typing import Any
 
 import grpc
 import pytest
-from qa_cases import CASES, NON_ASCII, SHORT, WINDOWS, QACase, effective_doc_stride
 
+from qa_cases import CASES, NON_ASCII, SHORT, WINDOWS, QACase, effective_doc_stride
 from tokenwire.client import Client, field_violations
 from tokenwire.v1 import understanding_pb2 as pb
 
@@ -27,8 +27,7 @@ def _ask(client: Client, case: QACase) -> list[dict[str, Any]]:
 
 
 def _same(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
-    assert [(a["answer"], a["start"], a["end"]) for a in got] == \
-        [(a["answer"], a["start"], a["end"]) for a in expected]
+    assert [(a["answer"], a["start"], a["end"]) for a in got] == [(a["answer"], a["start"], a["end"]) for a in expected]
     assert [a["score"] for a in got] == pytest.approx([a["score"] for a in expected], rel=1e-4, abs=1e-7)
 
 
@@ -36,26 +35,38 @@ def _same(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
 def test_equals_recorded_pipeline(uw: Client, demo_models_dir: Path, case: QACase) -> None:
     stamp = (demo_models_dir / "tiny-bert-qa" / "tokenwire-demo.stamp").read_text().split()[0]
     if stamp != GOLDEN["demo_factory"]:
-        pytest.skip(f"qa_pipeline_golden.json was recorded on demo models {GOLDEN['demo_factory']}, "
-                    f"these are {stamp}: re-record it with make_qa_golden.py")
+        pytest.skip(
+            f"qa_pipeline_golden.json was recorded on demo models {GOLDEN['demo_factory']}, "
+            f"these are {stamp}: re-record it with make_qa_golden.py"
+        )
     got = _ask(uw, case)
     _same(got, GOLDEN["cases"][case.id])
     for answer in got:  # offsets are code points into the context
-        assert case.context[answer["start"]:answer["end"]] == answer["answer"]
+        assert case.context[answer["start"] : answer["end"]] == answer["answer"]
 
 
 def test_equals_live_pipeline_where_transformers_has_it(uw: Client, demo_models_dir: Path) -> None:
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer, pipeline
+
     path = demo_models_dir / "tiny-bert-qa"
     try:
-        qa = pipeline("question-answering", model=AutoModelForQuestionAnswering.from_pretrained(path),
-                      tokenizer=AutoTokenizer.from_pretrained(path))
+        qa = pipeline(
+            "question-answering",
+            model=AutoModelForQuestionAnswering.from_pretrained(path),
+            tokenizer=AutoTokenizer.from_pretrained(path),
+        )
     except (KeyError, ValueError) as exc:
         pytest.skip(f"this transformers has no question-answering pipeline ({exc})")
     for case in CASES:
-        result = qa(question=case.question, context=case.context, top_k=case.top_k or 1,
-                    max_answer_len=case.max_answer_length or 15, doc_stride=effective_doc_stride(case),
-                    max_seq_len=WINDOWS[case.model], handle_impossible_answer=case.handle_impossible_answer)
+        result = qa(
+            question=case.question,
+            context=case.context,
+            top_k=case.top_k or 1,
+            max_answer_len=case.max_answer_length or 15,
+            doc_stride=effective_doc_stride(case),
+            max_seq_len=WINDOWS[case.model],
+            handle_impossible_answer=case.handle_impossible_answer,
+        )
         _same(_ask(uw, case), result if isinstance(result, list) else [result])
 
 
@@ -66,19 +77,18 @@ def test_non_ascii_offsets_are_code_points(uw: Client) -> None:
     non_ascii = [a for a in answers if not a["answer"].isascii()]
     assert non_ascii, "expected some answers with non-ASCII text"
     for a in answers:
-        assert NON_ASCII[a["start"]:a["end"]] == a["answer"]
+        assert NON_ASCII[a["start"] : a["end"]] == a["answer"]
         assert 0 <= a["start"] <= a["end"] <= len(NON_ASCII)
 
 
 def test_windowed_answers_map_back_into_the_whole_context(uw: Client) -> None:
     context = SHORT + " " + "The river flows near the city every day. " * 30 + SHORT
-    case = QACase("x", "tiny-bert-qa-64", "What is the capital of France?", context, top_k=20,
-                  doc_stride=16)
+    case = QACase("x", "tiny-bert-qa-64", "What is the capital of France?", context, top_k=20, doc_stride=16)
     answers = _ask(uw, case)
     assert len(answers) == 20
     assert max(a["end"] for a in answers) > len(context) // 2  # later windows contribute
     for a in answers:
-        assert context[a["start"]:a["end"]] == a["answer"]
+        assert context[a["start"] : a["end"]] == a["answer"]
 
 
 def test_max_answer_length_bounds_the_span(uw: Client) -> None:
@@ -87,14 +97,17 @@ def test_max_answer_length_bounds_the_span(uw: Client) -> None:
         assert " " not in a["answer"]  # one token, widened to its word at most
 
 
-@pytest.mark.parametrize("fields, field", [
-    ({"question": "", "context": SHORT}, "question"),
-    ({"question": "Who?", "context": ""}, "context"),
-    ({"question": "Who?", "context": SHORT, "top_k": 21}, "top_k"),
-    ({"question": "Who?", "context": SHORT, "max_answer_length": 513}, "max_answer_length"),
-    ({"question": "Who?", "context": SHORT, "doc_stride": 60, "model": "tiny-bert-qa-64"}, "doc_stride"),
-    ({"question": "is " * 70 + "it?", "context": SHORT, "model": "tiny-bert-qa-64"}, "question"),
-])
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"question": "", "context": SHORT}, "question"),
+        ({"question": "Who?", "context": ""}, "context"),
+        ({"question": "Who?", "context": SHORT, "top_k": 21}, "top_k"),
+        ({"question": "Who?", "context": SHORT, "max_answer_length": 513}, "max_answer_length"),
+        ({"question": "Who?", "context": SHORT, "doc_stride": 60, "model": "tiny-bert-qa-64"}, "doc_stride"),
+        ({"question": "is " * 70 + "it?", "context": SHORT, "model": "tiny-bert-qa-64"}, "question"),
+    ],
+)
 def test_invalid_requests_name_the_field(uw: Client, fields: dict[str, Any], field: str) -> None:
     request = pb.AnswerQuestionRequest(**{"model": "tiny-bert-qa", **fields})
     with pytest.raises(grpc.RpcError) as info:

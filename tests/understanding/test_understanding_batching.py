@@ -8,9 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from harness import InProcessServer
 from qa_cases import LONG, MEDIUM, NON_ASCII, SHORT
-
 from tokenwire.client import Client
 from tokenwire.v1 import understanding_pb2 as pb
 
@@ -21,10 +21,12 @@ TEXTS = [
     "Le café [MASK] à Zürich 😀.",
     "the " * 60 + "[MASK] tower.",
 ]
-PAIRS = [("The capital of France is Paris.", "It contains the Eiffel Tower."),
-         ("hello there", "general kenobi"), ("東京 est grand.", "the river flows " * 20)]
-QUESTIONS = [("Where is the tower?", SHORT), ("Où est le café?", NON_ASCII), ("What?", MEDIUM),
-             ("Who walks?", LONG)]
+PAIRS = [
+    ("The capital of France is Paris.", "It contains the Eiffel Tower."),
+    ("hello there", "general kenobi"),
+    ("東京 est grand.", "the river flows " * 20),
+]
+QUESTIONS = [("Where is the tower?", SHORT), ("Où est le café?", NON_ASCII), ("What?", MEDIUM), ("Who walks?", LONG)]
 
 
 def _calls(model: str, qa_model: str) -> list[tuple[Callable[..., Any], Any]]:
@@ -33,11 +35,13 @@ def _calls(model: str, qa_model: str) -> list[tuple[Callable[..., Any], Any]]:
 
     def nsp(c: Client, pair: tuple[str, str]) -> Any:
         return c.understanding.NextSentence.future(
-            pb.NextSentenceRequest(model=model, sentence_a=pair[0], sentence_b=pair[1]))
+            pb.NextSentenceRequest(model=model, sentence_a=pair[0], sentence_b=pair[1])
+        )
 
     def qa(c: Client, item: tuple[str, str]) -> Any:
         return c.understanding.AnswerQuestion.future(
-            pb.AnswerQuestionRequest(model=qa_model, question=item[0], context=item[1], top_k=3))
+            pb.AnswerQuestionRequest(model=qa_model, question=item[0], context=item[1], top_k=3)
+        )
 
     return [(fill, t) for t in TEXTS] + [(nsp, p) for p in PAIRS] + [(qa, q) for q in QUESTIONS]
 
@@ -55,7 +59,7 @@ def _flatten(reply: Any) -> tuple[list[Any], list[float]]:
 def test_concurrent_requests_are_batched_and_equal_unbatched(uw: Client, uw_server: InProcessServer) -> None:
     calls = _calls("tiny-bert-batch", "tiny-bert-qa-batch")
     alone = [_flatten(call(uw, arg).result(60)) for call, arg in calls]  # one at a time
-    futures = [call(uw, arg) for _ in range(3) for call, arg in calls]   # all at once
+    futures = [call(uw, arg) for _ in range(3) for call, arg in calls]  # all at once
     together = [_flatten(f.result(60)) for f in futures]
     for i, (exact, scores) in enumerate(together):
         exp_exact, exp_scores = alone[i % len(calls)]

@@ -83,7 +83,7 @@ class BeamStepper:
         self._core.step([s._core for s in searches], logits, parents, tokens)
         out, at = [], 0
         for s in searches:
-            out.append(BeamStep(parents[at:at + s.num_beams], tokens[at:at + s.num_beams], s.done))
+            out.append(BeamStep(parents[at : at + s.num_beams], tokens[at : at + s.num_beams], s.done))
             at += s.num_beams
         return out
 

@@ -88,7 +88,7 @@ class EditParams:
         _check(self.min_new_tokens >= 0, "min_new_tokens", ">= 0", self.min_new_tokens)
         _ids("eos_token_ids", self.eos_token_ids, vocab_size)
         _ids("logit_bias", list(self.logit_bias), vocab_size)
-        for t, b in self.logit_bias.items():
+        for b in self.logit_bias.values():
             _finite("logit_bias", b)
             _check(abs(b) <= MAX_LOGIT_BIAS, "logit_bias", f"values in [-{MAX_LOGIT_BIAS:g}, {MAX_LOGIT_BIAS:g}]", b)
         for word in self.bad_words_ids:
@@ -152,7 +152,9 @@ class SamplingParams(EditParams):
             _int("seed", self.seed)
             _check(0 <= self.seed < _U64, "seed", "in [0, 2**64)", self.seed)
         _int("top_logprobs", self.top_logprobs)
-        _check(0 <= self.top_logprobs <= MAX_TOP_LOGPROBS, "top_logprobs", f"in [0, {MAX_TOP_LOGPROBS}]", self.top_logprobs)
+        _check(
+            0 <= self.top_logprobs <= MAX_TOP_LOGPROBS, "top_logprobs", f"in [0, {MAX_TOP_LOGPROBS}]", self.top_logprobs
+        )
         _check(self.logprobs_mode in ("processed", "raw"), "logprobs_mode", "'processed' or 'raw'", self.logprobs_mode)
 
     @property
@@ -207,11 +209,19 @@ class BeamParams(EditParams):
             _int(name, getattr(self, name))
         _check(self.num_beams >= 1, "num_beams", ">= 1", self.num_beams)
         _check(self.max_new_tokens >= 1, "max_new_tokens", ">= 1", self.max_new_tokens)
-        _check(1 <= self.num_return_sequences <= self.num_beams, "num_return_sequences",
-               f"in [1, num_beams={self.num_beams}]", self.num_return_sequences)
+        _check(
+            1 <= self.num_return_sequences <= self.num_beams,
+            "num_return_sequences",
+            f"in [1, num_beams={self.num_beams}]",
+            self.num_return_sequences,
+        )
         _finite("length_penalty", self.length_penalty)
-        _check(self.early_stopping in (True, False, "never"), "early_stopping", "True, False or 'never'",
-               self.early_stopping)
+        _check(
+            self.early_stopping in (True, False, "never"),
+            "early_stopping",
+            "True, False or 'never'",
+            self.early_stopping,
+        )
 
     def validate_for_vocab(self, vocab_size: int) -> None:
         self._validate_edits(vocab_size)
@@ -226,8 +236,10 @@ class BeamParams(EditParams):
         p.max_new_tokens = self.max_new_tokens
         p.length_penalty = self.length_penalty
         p.early_stopping = (
-            _core.EarlyStopping.NEVER if self.early_stopping == "never"
-            else _core.EarlyStopping.TRUE if self.early_stopping is True
+            _core.EarlyStopping.NEVER
+            if self.early_stopping == "never"
+            else _core.EarlyStopping.TRUE
+            if self.early_stopping is True
             else _core.EarlyStopping.HEURISTIC
         )
         p.num_return_sequences = self.num_return_sequences

@@ -58,8 +58,9 @@ class Admission:
             if self.closed:
                 raise Unavailable(f"model {self.spec.name!r} is shutting down")
             if len(self._waiting) >= self.spec.max_queue:
-                raise ResourceExhausted(f"model {self.spec.name!r} has {len(self._waiting)} requests "
-                                        f"waiting (max_queue); retry later")
+                raise ResourceExhausted(
+                    f"model {self.spec.name!r} has {len(self._waiting)} requests waiting (max_queue); retry later"
+                )
             self._waiting.append(request)
             self._cond.notify()
 
@@ -67,14 +68,18 @@ class Admission:
         """RESOURCE_EXHAUSTED when the request could never fit the KV pool, however long it waits."""
         p, cap = request.params, self.capacity
         if p.rows > cap.rows:
-            raise ResourceExhausted(f"the request needs {p.rows} KV rows (num_return_sequences / num_beams) "
-                                    f"but model {self.spec.name!r}'s KV pool has {cap.rows}")
+            raise ResourceExhausted(
+                f"the request needs {p.rows} KV rows (num_return_sequences / num_beams) "
+                f"but model {self.spec.name!r}'s KV pool has {cap.rows}"
+            )
         need = len(p.prompt_ids) + p.max_new_tokens
         if cap.row_tokens is not None and need > cap.row_tokens:
-            raise ResourceExhausted(f"the request needs {need} tokens of KV cache per sequence "
-                                    f"({len(p.prompt_ids)} prompt + {p.max_new_tokens} max_new_tokens) but "
-                                    f"model {self.spec.name!r}'s KV pool holds {cap.row_tokens} per sequence "
-                                    "(raise kv_cache_reserve, or ask for fewer tokens)")
+            raise ResourceExhausted(
+                f"the request needs {need} tokens of KV cache per sequence "
+                f"({len(p.prompt_ids)} prompt + {p.max_new_tokens} max_new_tokens) but "
+                f"model {self.spec.name!r}'s KV pool holds {cap.row_tokens} per sequence "
+                "(raise kv_cache_reserve, or ask for fewer tokens)"
+            )
 
     def close(self) -> None:
         """Refuse new requests and wake the scheduler thread, which then `drain`s the queue."""

@@ -102,8 +102,14 @@ def _prefill_meta(b: StepBatch, device: torch.device) -> dict[str, Any]:
     def t(values: list[int]) -> torch.Tensor:
         return torch.tensor(values, dtype=torch.long, device=device)
 
-    return {"slots": t(token_slots), "positions": t(token_pos), "unpack": t(unpack), "pack": t(pack),
-            "prompts": len(b.lengths), "width": width}
+    return {
+        "slots": t(token_slots),
+        "positions": t(token_pos),
+        "unpack": t(unpack),
+        "pack": t(pack),
+        "prompts": len(b.lengths),
+        "width": width,
+    }
 
 
 def _chunk_meta(b: StepBatch, device: torch.device) -> dict[str, Any]:
@@ -114,7 +120,9 @@ def _chunk_meta(b: StepBatch, device: torch.device) -> dict[str, Any]:
 
 
 _BUILDERS: dict[str, Callable[[StepBatch, torch.device], dict[str, Any]]] = {
-    "decode": _decode_meta, "prefill": _prefill_meta, "chunk": _chunk_meta,
+    "decode": _decode_meta,
+    "prefill": _prefill_meta,
+    "chunk": _chunk_meta,
 }
 
 
@@ -124,16 +132,24 @@ def _check(kwargs: dict[str, Any]) -> None:
             raise PoolUnsupported(f"attention with {name}={kwargs[name]!r}")
 
 
-def tokenwire_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                        attention_mask: torch.Tensor | None, scaling: float | None = None,
-                        dropout: float = 0.0, **kwargs: Any) -> tuple[torch.Tensor, None]:
+def tokenwire_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
     """query [B, heads, q_len, D] (after rotary), key/value [B, kv_heads, q_len, D] → output
     [B, q_len, heads, D], as transformers' attention functions return it."""
     batch: StepBatch | None = kwargs.get(BATCH_KEYWORD)
     layer = batch.layer_of.get(id(module)) if batch is not None else None
     if batch is None or layer is None:
-        out: tuple[torch.Tensor, None] = _transformers_sdpa(module, query, key, value, attention_mask,
-                                                            scaling=scaling, dropout=dropout, **kwargs)
+        out: tuple[torch.Tensor, None] = _transformers_sdpa(
+            module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
+        )
         return out
     _check(kwargs)
     meta = batch.on(query.device)
@@ -143,22 +159,36 @@ def tokenwire_attention(module: torch.nn.Module, query: torch.Tensor, key: torch
     return _STEPS[batch.kind](meta, query, key, value, k_pool, v_pool, scaling), None
 
 
-def _decode(meta: dict[str, Any], query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-            k_pool: torch.Tensor, v_pool: torch.Tensor, scaling: float) -> torch.Tensor:
+def _decode(
+    meta: dict[str, Any],
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    k_pool: torch.Tensor,
+    v_pool: torch.Tensor,
+    scaling: float,
+) -> torch.Tensor:
     rows, positions = meta["rows"], meta["positions"]
     k_pool[rows, positions] = key[:, :, 0].to(k_pool.dtype)
     v_pool[rows, positions] = value[:, :, 0].to(v_pool.dtype)
     b, heads, _, d = query.shape
     kv_heads = k_pool.shape[2]
-    keys = k_pool[:b, :meta["length"]].transpose(1, 2)  # [B, kv_heads, L, D], a view
-    values = v_pool[:b, :meta["length"]].transpose(1, 2)
+    keys = k_pool[:b, : meta["length"]].transpose(1, 2)  # [B, kv_heads, L, D], a view
+    values = v_pool[:b, : meta["length"]].transpose(1, 2)
     grouped = query.reshape(b, kv_heads, heads // kv_heads, d)  # a group's heads as query positions
     out = F.scaled_dot_product_attention(grouped, keys, values, attn_mask=meta["mask"], scale=scaling)
     return out.reshape(b, 1, heads, d)
 
 
-def _prefill(meta: dict[str, Any], query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-             k_pool: torch.Tensor, v_pool: torch.Tensor, scaling: float) -> torch.Tensor:
+def _prefill(
+    meta: dict[str, Any],
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    k_pool: torch.Tensor,
+    v_pool: torch.Tensor,
+    scaling: float,
+) -> torch.Tensor:
     # query [1, heads, T, D]: every prompt's tokens, packed.
     k_tokens, v_tokens = key[0].transpose(0, 1), value[0].transpose(0, 1)  # [T, kv_heads, D]
     k_pool[meta["slots"], meta["positions"]] = k_tokens.to(k_pool.dtype)
@@ -178,13 +208,20 @@ def _prefill(meta: dict[str, Any], query: torch.Tensor, key: torch.Tensor, value
     return out.unsqueeze(0)
 
 
-def _chunk(meta: dict[str, Any], query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-           k_pool: torch.Tensor, v_pool: torch.Tensor, scaling: float) -> torch.Tensor:
+def _chunk(
+    meta: dict[str, Any],
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    k_pool: torch.Tensor,
+    v_pool: torch.Tensor,
+    scaling: float,
+) -> torch.Tensor:
     slot, start, end = meta["slot"], meta["start"], meta["end"]
     k_pool[slot, start:end] = key[0].transpose(0, 1).to(k_pool.dtype)
     v_pool[slot, start:end] = value[0].transpose(0, 1).to(v_pool.dtype)
-    keys = k_pool[slot:slot + 1, :end].transpose(1, 2)
-    values = v_pool[slot:slot + 1, :end].transpose(1, 2)
+    keys = k_pool[slot : slot + 1, :end].transpose(1, 2)
+    values = v_pool[slot : slot + 1, :end].transpose(1, 2)
     group = query.shape[1] // keys.shape[1]
     if group > 1:  # a mask rules out the fused GQA kernels: repeat K/V (chunks are rare)
         keys, values = keys.repeat_interleave(group, 1), values.repeat_interleave(group, 1)
@@ -194,15 +231,20 @@ def _chunk(meta: dict[str, Any], query: torch.Tensor, key: torch.Tensor, value: 
 
 def _causal(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling: float) -> torch.Tensor:
     group = query.shape[1] // key.shape[1]
-    return F.scaled_dot_product_attention(query, key, value, is_causal=True, scale=scaling,
-                                          enable_gqa=group > 1)
+    return F.scaled_dot_product_attention(query, key, value, is_causal=True, scale=scaling, enable_gqa=group > 1)
 
 
 _STEPS = {"decode": _decode, "prefill": _prefill, "chunk": _chunk}
 
 
-def _transformers_sdpa(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                       attention_mask: torch.Tensor | None, **kwargs: Any) -> Any:
+def _transformers_sdpa(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    **kwargs: Any,
+) -> Any:
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     kwargs.pop(BATCH_KEYWORD, None)

@@ -111,8 +111,7 @@ class BatchState:
         """Prefill prompts as provisional rows after the running ones; `join` settles them."""
         return self.kv.prefill(prompts, extra)
 
-    def join(self, members: Sequence[Member], prompt_rows: Sequence[int], tokens: Sequence[int],
-             prompts: int) -> None:
+    def join(self, members: Sequence[Member], prompt_rows: Sequence[int], tokens: Sequence[int], prompts: int) -> None:
         """The last `prompts` rows were just prefilled; `members` continue them: member row k
         continues prompt `prompt_rows[k]` with input token `tokens[k]`."""
         base = self.kv.rows - prompts
@@ -140,8 +139,9 @@ class BatchState:
             was = old.get(id(m))
             prompt = len(m.request.params.prompt_ids) if isinstance(m, BeamGroup) else 0
             for k in range(first, first + m.rows):
-                inside = was is not None and was[0] == first and all(
-                    was[0] <= row < was[0] + was[1] for row in (k, keep[k]))
+                inside = (
+                    was is not None and was[0] == first and all(was[0] <= row < was[0] + was[1] for row in (k, keep[k]))
+                )
                 shared.append(prompt if inside else 0)
         return shared
 

@@ -34,8 +34,13 @@ class BatchLimits:
 
 
 class DynamicBatcher(Generic[I, O]):
-    def __init__(self, name: str, run_batch: Callable[[Sequence[I]], Sequence[O]],
-                 limits: BatchLimits, cost: Callable[[I], int] = lambda _: 1) -> None:
+    def __init__(
+        self,
+        name: str,
+        run_batch: Callable[[Sequence[I]], Sequence[O]],
+        limits: BatchLimits,
+        cost: Callable[[I], int] = lambda _: 1,
+    ) -> None:
         self.name = name
         self._run_batch = run_batch
         self._limits = limits
@@ -52,8 +57,9 @@ class DynamicBatcher(Generic[I, O]):
             self._queue = asyncio.Queue()
             self._collector = asyncio.create_task(self._collect(), name=f"batcher-{self.name}")
         if self._queue.qsize() >= self._limits.max_queue:
-            raise ResourceExhausted(f"model {self.name!r} has {self._queue.qsize()} requests waiting "
-                                    "(max_queue); retry later")
+            raise ResourceExhausted(
+                f"model {self.name!r} has {self._queue.qsize()} requests waiting (max_queue); retry later"
+            )
         future: asyncio.Future[O] = asyncio.get_running_loop().create_future()
         await self._queue.put((item, future))
         return await future
@@ -71,8 +77,12 @@ class DynamicBatcher(Generic[I, O]):
             while len(batch) < limits.max_batch_size:
                 remaining = deadline - time.monotonic()
                 try:
-                    entry = self._queue.get_nowait() if remaining <= 0 else await asyncio.wait_for(self._queue.get(), remaining)
-                except (asyncio.TimeoutError, asyncio.QueueEmpty):
+                    entry = (
+                        self._queue.get_nowait()
+                        if remaining <= 0
+                        else await asyncio.wait_for(self._queue.get(), remaining)
+                    )
+                except (TimeoutError, asyncio.QueueEmpty):
                     break
                 cost = self._cost(entry[0])
                 if tokens + cost > limits.max_batch_tokens:
@@ -97,7 +107,7 @@ class DynamicBatcher(Generic[I, O]):
             return
         self.batches += 1
         self.items += len(batch)
-        for (_, fut), result in zip(batch, results):
+        for (_, fut), result in zip(batch, results, strict=True):
             if not fut.done():
                 fut.set_result(result)
 

@@ -50,8 +50,15 @@ def bucket_sizes(max_rows: int) -> tuple[int, ...]:
 class StaticDecode:
     """One bucket's decode step with static shapes: its buffers, and on CUDA its graph."""
 
-    def __init__(self, model: Any, pool: KVPool, layer_of: dict[int, int], device: torch.device,
-                 bucket: int, logits_to_keep: bool) -> None:
+    def __init__(
+        self,
+        model: Any,
+        pool: KVPool,
+        layer_of: dict[int, int],
+        device: torch.device,
+        bucket: int,
+        logits_to_keep: bool,
+    ) -> None:
         assert pool.scratch_slot is not None, "static decode steps need the pool's scratch slot"
         self.scratch: int = pool.scratch_slot
         self.model, self.pool, self.layer_of, self.device = model, pool, layer_of, device
@@ -81,8 +88,12 @@ class StaticDecode:
         batch = StepBatch(self.pool, self.layer_of, "decode", rows=self.bucket)
         mask = (self._span[None, :] <= positions[:, None])[:, None, None, :]
         batch._on[self.device] = {"rows": slots, "positions": positions, "length": self.read_tokens, "mask": mask}
-        kwargs: dict[str, Any] = {"input_ids": ids.view(-1, 1), "position_ids": positions.view(-1, 1),
-                                  "use_cache": False, BATCH_KEYWORD: batch}
+        kwargs: dict[str, Any] = {
+            "input_ids": ids.view(-1, 1),
+            "position_ids": positions.view(-1, 1),
+            "use_cache": False,
+            BATCH_KEYWORD: batch,
+        }
         if self._logits_to_keep:
             kwargs["logits_to_keep"] = 1
         out: torch.Tensor = self.model(**kwargs).logits[:, -1, :].float()
@@ -129,8 +140,15 @@ class DecodeGraphs:
         return None
 
 
-def build(model: Any, pool: KVPool, layer_of: dict[int, int], device: torch.device, max_rows: int,
-          logits_to_keep: bool, capture: bool) -> DecodeGraphs:
+def build(
+    model: Any,
+    pool: KVPool,
+    layer_of: dict[int, int],
+    device: torch.device,
+    max_rows: int,
+    logits_to_keep: bool,
+    capture: bool,
+) -> DecodeGraphs:
     """Every bucket up to `max_rows`; with `capture`, as CUDA graphs checked against their
     eager run (raises when a bucket cannot be captured or replays differently)."""
     steps = [StaticDecode(model, pool, layer_of, device, b, logits_to_keep) for b in bucket_sizes(max_rows)]

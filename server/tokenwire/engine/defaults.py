@@ -77,6 +77,7 @@ def generation_defaults(module: Any, model_name: str) -> GenerationDefaults:
             if ok(explicit[key]):
                 values[key] = explicit[key]
             else:
-                log.warning("model %s: generation_config.json %s=%r is invalid; ignored",
-                            model_name, key, explicit[key])
+                log.warning(
+                    "model %s: generation_config.json %s=%r is invalid; ignored", model_name, key, explicit[key]
+                )
     return GenerationDefaults(**values)

@@ -21,21 +21,20 @@ class IncrementalDetokenizer:
         self._tokenizer = tokenizer
         self._skip = skip_special_tokens
         self._ids: list[int] = list(prompt_ids[-_CONTEXT_TOKENS:])
-        self._read = len(self._ids)          # ids before this are already emitted
+        self._read = len(self._ids)  # ids before this are already emitted
         self._prefix = max(self._read - _CONTEXT_TOKENS, 0)  # window start
 
     def _decode(self, ids: list[int]) -> str:
-        return str(self._tokenizer.decode(ids, skip_special_tokens=self._skip,
-                                          clean_up_tokenization_spaces=False))
+        return str(self._tokenizer.decode(ids, skip_special_tokens=self._skip, clean_up_tokenization_spaces=False))
 
     def push(self, token_ids: list[int]) -> str:
         """Add generated ids; return the text they complete (possibly empty)."""
         self._ids.extend(token_ids)
-        prefix_text = self._decode(self._ids[self._prefix:self._read])
-        window_text = self._decode(self._ids[self._prefix:])
+        prefix_text = self._decode(self._ids[self._prefix : self._read])
+        window_text = self._decode(self._ids[self._prefix :])
         if len(window_text) <= len(prefix_text) or window_text.endswith(_INCOMPLETE):
             return ""
-        delta = window_text[len(prefix_text):]
+        delta = window_text[len(prefix_text) :]
         self._prefix, self._read = max(len(self._ids) - _CONTEXT_TOKENS, 0), len(self._ids)
         if self._prefix > _CONTEXT_TOKENS * 4:  # keep the id list short on long generations
             drop = self._prefix - _CONTEXT_TOKENS
@@ -46,7 +45,7 @@ class IncrementalDetokenizer:
 
     def flush(self) -> str:
         """At the end: whatever is still held back (a truly invalid byte shows as U+FFFD)."""
-        prefix_text = self._decode(self._ids[self._prefix:self._read])
-        window_text = self._decode(self._ids[self._prefix:])
+        prefix_text = self._decode(self._ids[self._prefix : self._read])
+        window_text = self._decode(self._ids[self._prefix :])
         self._prefix = self._read = len(self._ids)
-        return window_text[len(prefix_text):] if len(window_text) > len(prefix_text) else ""
+        return window_text[len(prefix_text) :] if len(window_text) > len(prefix_text) else ""

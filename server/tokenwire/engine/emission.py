@@ -113,6 +113,9 @@ class Emitter:
 
     def _token_info(self, result: StepResult, k: int, token: int) -> TokenInfo:
         decode = self._tokenizer.decode
-        top = [(int(t), decode([int(t)]), float(lp))
-               for t, lp in zip(result.top_token_ids[k], result.top_logprobs[k]) if t >= 0]
+        top = [
+            (int(t), decode([int(t)]), float(lp))
+            for t, lp in zip(result.top_token_ids[k], result.top_logprobs[k], strict=True)
+            if t >= 0
+        ]
         return TokenInfo(token, decode([token]), float(result.logprobs[k]), int(result.ranks[k]), top)

@@ -32,11 +32,11 @@ class BatchKV:
 
     def __init__(self, cache: Any, mask: torch.Tensor) -> None:
         self.cache = cache
-        self._mask = mask                                 # [rows, seq] long, 1 = real token
+        self._mask = mask  # [rows, seq] long, 1 = real token
         self._unrecorded = 0
         """Columns of ones not yet appended to `_mask`: while nothing is padded, decoding needs
         no mask, so steps only count here and `mask` appends them when someone asks."""
-        self.positions = mask.sum(dim=1)                  # next position id of each row
+        self.positions = mask.sum(dim=1)  # next position id of each row
         self.padded = self._has_padding()
 
     @property

@@ -92,8 +92,10 @@ class KVPool:
         index: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
         for keys, values in zip(self.keys, self.values, strict=True):
             if keys.device not in index:
-                index[keys.device] = (torch.tensor(list(dst), device=keys.device),
-                                      torch.tensor(list(src), device=keys.device))
+                index[keys.device] = (
+                    torch.tensor(list(dst), device=keys.device),
+                    torch.tensor(list(src), device=keys.device),
+                )
             d_idx, s_idx = index[keys.device]
             keys[d_idx, span] = keys[s_idx, span]  # the right side is gathered first
             values[d_idx, span] = values[s_idx, span]

@@ -20,7 +20,6 @@ class Method(enum.Enum):
     BEAM = "beam"
 
 
-
 @dataclass(frozen=True)
 class GenerationParams:
     """Everything the scheduler needs to run one request."""

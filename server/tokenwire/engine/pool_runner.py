@@ -56,10 +56,15 @@ class PoolRunner:
     def used_tokens(self) -> int:
         return sum(self.lengths) + self.chunk_tokens
 
-    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, batch: StepBatch,
-                 keep: int | torch.Tensor, extra: Mapping[str, Any] | None = None) -> torch.Tensor:
-        kwargs: dict[str, Any] = {"input_ids": ids, "position_ids": positions, "use_cache": False,
-                                  BATCH_KEYWORD: batch}
+    def _forward(
+        self,
+        ids: torch.Tensor,
+        positions: torch.Tensor,
+        batch: StepBatch,
+        keep: int | torch.Tensor,
+        extra: Mapping[str, Any] | None = None,
+    ) -> torch.Tensor:
+        kwargs: dict[str, Any] = {"input_ids": ids, "position_ids": positions, "use_cache": False, BATCH_KEYWORD: batch}
         if self._logits_to_keep:
             kwargs["logits_to_keep"] = keep
         for key, value in (extra or {}).items():
@@ -81,8 +86,13 @@ class PoolRunner:
         for p in prompts:
             at += len(p)
             ends.append(at - 1)
-        batch = StepBatch(self.pool, self.layer_of, "prefill", lengths=[len(p) for p in prompts],
-                          slots=list(range(base, base + len(prompts))))
+        batch = StepBatch(
+            self.pool,
+            self.layer_of,
+            "prefill",
+            lengths=[len(p) for p in prompts],
+            slots=list(range(base, base + len(prompts))),
+        )
         ids = torch.tensor([flat], dtype=torch.long, device=self.device)
         pos = torch.tensor([positions], dtype=torch.long, device=self.device)
         keep = torch.tensor(ends, dtype=torch.long)  # on the CPU: it indexes the last layer's device
@@ -96,8 +106,9 @@ class PoolRunner:
     def prefill_chunk(self, chunk: list[int], start: int, last: bool) -> torch.Tensor | None:
         """Tokens [start, start + len(chunk)) of the long prompt, into the staging slot; the
         last position's logits when `last`."""
-        batch = StepBatch(self.pool, self.layer_of, "chunk", lengths=[len(chunk)], slots=[self.staging_slot],
-                          start=start)
+        batch = StepBatch(
+            self.pool, self.layer_of, "chunk", lengths=[len(chunk)], slots=[self.staging_slot], start=start
+        )
         ids = torch.tensor([chunk], dtype=torch.long, device=self.device)
         pos = torch.arange(start, start + len(chunk), device=self.device).unsqueeze(0)
         logits = self._forward(ids, pos, batch, 1)

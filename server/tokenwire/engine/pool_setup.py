@@ -158,8 +158,15 @@ def _add_static_steps(model: LoadedModel, runner: PoolRunner, capture: bool) -> 
     try:
         # The layers' own device (always indexed, "cuda:0"): the attention looks its step's
         # metadata up by the device its tensors are on.
-        runner.graphs = decode_graphs.build(runner.model, runner.pool, runner.layer_of, runner.pool.devices[0],
-                                            runner.pool.shape.slots, runner.logits_to_keep, capture)
+        runner.graphs = decode_graphs.build(
+            runner.model,
+            runner.pool,
+            runner.layer_of,
+            runner.pool.devices[0],
+            runner.pool.shape.slots,
+            runner.logits_to_keep,
+            capture,
+        )
         return ""
     except (torch.OutOfMemoryError, MemoryError):
         raise

@@ -102,8 +102,6 @@ class GenerationRequest:
         return f"GenerationRequest(id={self.id}, method={self.params.method.value}, rows={self.params.rows})"
 
 
-
-
 class Outbox:
     """Events produced by the scheduler thread, delivered in one batch per event loop on `flush`."""
 

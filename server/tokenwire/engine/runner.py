@@ -27,7 +27,7 @@ def execution_device(model: torch.nn.Module) -> torch.device:
     hook = getattr(model, "_hf_hook", None)
     if hook is not None and getattr(hook, "execution_device", None) is not None:
         return torch.device(hook.execution_device)
-    for name, device in (getattr(model, "hf_device_map", None) or {}).items():
+    for device in (getattr(model, "hf_device_map", None) or {}).values():
         if device not in ("disk", "meta"):
             return torch.device(f"cuda:{device}" if isinstance(device, int) else device)
     for parameter in model.parameters():
@@ -57,8 +57,8 @@ class CausalLMRunner:
         ids = torch.full((len(prompts), width), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(prompts), width), dtype=torch.long)
         for i, prompt in enumerate(prompts):
-            ids[i, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
-            mask[i, width - len(prompt):] = 1
+            ids[i, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+            mask[i, width - len(prompt) :] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
         kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "use_cache": True}
         if self._accepts_positions:

@@ -125,7 +125,7 @@ class Scheduler:
                 finally:
                     self._emit.flush()  # the failures reach their clients whatever happens next
             self._observe_load()  # before the step's events go out: a client that saw its
-            self._emit.flush()    # request end and reads the gauges next sees the rows freed
+            self._emit.flush()  # request end and reads the gauges next sees the rows freed
         try:
             self._fail_everything(Unavailable(f"model {self.spec.name!r} is shutting down"), self.admission.drain())
         finally:
@@ -169,8 +169,9 @@ class Scheduler:
         are prefilled one by one. All join the running batch; a prefill that fails (out of
         memory on a big prompt, say) fails its own requests only."""
         plain = [r for r in requests if r.params.prefill_inputs is None]
-        groups = ([(plain, None)] if plain else []) + [([r], r.params.prefill_inputs) for r in requests
-                                                        if r.params.prefill_inputs is not None]
+        groups = ([(plain, None)] if plain else []) + [
+            ([r], r.params.prefill_inputs) for r in requests if r.params.prefill_inputs is not None
+        ]
         for group, extra in groups:
             started = time.perf_counter()
             try:
@@ -192,7 +193,7 @@ class Scheduler:
         last = end == len(prompt)
         started = time.perf_counter()
         try:
-            logits = self.state.kv.prefill_chunk(prompt[job.done:end], job.done, last)
+            logits = self.state.kv.prefill_chunk(prompt[job.done : end], job.done, last)
         except Exception as exc:  # e.g. out of memory on a huge prompt: it fails alone
             self._chunked = None
             self.state.kv.drop_chunked()
@@ -264,7 +265,7 @@ class Scheduler:
                     self._emit.close(group, FinishReason.LENGTH)
                 else:
                     beam_steps[id(group)] = (row, step)
-        for row, m in spans(members):  # members keep their order: rows move only when they must
+        for _, m in spans(members):  # members keep their order: rows move only when they must
             if id(m) in go_on:
                 keep.append(go_on[id(m)][0])
                 tokens.append(go_on[id(m)][1])
@@ -281,14 +282,19 @@ class Scheduler:
 
     def _client_error(self, exc: BaseException) -> BaseException:
         if isinstance(exc, torch.OutOfMemoryError):
-            return ResourceExhausted(f"model {self.spec.name!r} ran out of memory on this batch; "
-                                     "retry with a shorter prompt or fewer tokens")
+            return ResourceExhausted(
+                f"model {self.spec.name!r} ran out of memory on this batch; retry with a shorter prompt or fewer tokens"
+            )
         return exc
 
     def _fail_unjoined(self, requests: list[GenerationRequest], exc: BaseException) -> None:
         """A prefill failed before its requests joined the batch: fail them, keep the batch."""
-        log.error("model %s: prefill failed; failing %d new request(s), the running batch goes on",
-                  self.spec.name, len(requests), exc_info=exc)
+        log.error(
+            "model %s: prefill failed; failing %d new request(s), the running batch goes on",
+            self.spec.name,
+            len(requests),
+            exc_info=exc,
+        )
         error = self._client_error(exc)
         for request in requests:
             self._emit.fail(request, error)
@@ -308,8 +314,9 @@ class Scheduler:
         self._chunked = None
         requests = {r.id: r for r in [m.request for m in members] + admitted + chunked}
         if not isinstance(exc, Unavailable):
-            log.error("model %s: decoding step failed; failing %d request(s)", self.spec.name, len(requests),
-                      exc_info=exc)
+            log.error(
+                "model %s: decoding step failed; failing %d request(s)", self.spec.name, len(requests), exc_info=exc
+            )
         error = self._client_error(exc)
         for request in requests.values():
             self._emit.fail(request, error)
@@ -323,15 +330,26 @@ def _open_kv(model: LoadedModel, module: torch.nn.Module) -> tuple[KVBackend, De
         shape = choice.runner.pool.shape
         graphs = choice.runner.graphs
         captured = graphs is not None and all(step.graph is not None for step in graphs.steps)
-        info = DecodeInfo("kv_pool", attention.kernel_name(), kv_capacity_tokens=choice.runner.pool.capacity_tokens,
-                          kv_slots=shape.slots, kv_slot_tokens=shape.slot_tokens,
-                          kv_bytes_per_device=choice.runner.pool.bytes_per_device(),
-                          cuda_graphs=captured, cuda_graph_batch_sizes=graphs.buckets if captured and graphs else (),
-                          cuda_graphs_reason=choice.graphs_reason)
-        log.info("model %s: KV pool of %d rows × %d tokens (%s), attention %s, CUDA graphs %s", model.spec.name,
-                 shape.slots, shape.slot_tokens,
-                 ", ".join(f"{d} {n / 2**20:.1f} MiB" for d, n in info.kv_bytes_per_device.items()),
-                 info.attention_backend, info.cuda_graph_batch_sizes or f"off ({info.cuda_graphs_reason or 'CPU'})")
+        info = DecodeInfo(
+            "kv_pool",
+            attention.kernel_name(),
+            kv_capacity_tokens=choice.runner.pool.capacity_tokens,
+            kv_slots=shape.slots,
+            kv_slot_tokens=shape.slot_tokens,
+            kv_bytes_per_device=choice.runner.pool.bytes_per_device(),
+            cuda_graphs=captured,
+            cuda_graph_batch_sizes=graphs.buckets if captured and graphs else (),
+            cuda_graphs_reason=choice.graphs_reason,
+        )
+        log.info(
+            "model %s: KV pool of %d rows × %d tokens (%s), attention %s, CUDA graphs %s",
+            model.spec.name,
+            shape.slots,
+            shape.slot_tokens,
+            ", ".join(f"{d} {n / 2**20:.1f} MiB" for d, n in info.kv_bytes_per_device.items()),
+            info.attention_backend,
+            info.cuda_graph_batch_sizes or f"off ({info.cuda_graphs_reason or 'CPU'})",
+        )
         return choice.runner, info, Capacity(shape.slots, shape.slot_tokens)
     pad = model.special_token_ids.get("pad") or model.special_token_ids.get("eos") or [0]
     impl = getattr(module.config, "_attn_implementation", None) or "eager"
@@ -343,5 +361,5 @@ def _open_kv(model: LoadedModel, module: torch.nn.Module) -> tuple[KVBackend, De
 def _rows(logits: torch.Tensor, rows: list[int]) -> torch.Tensor:
     """logits[rows]: a zero-copy slice when the rows are contiguous, else a copy."""
     if rows == list(range(rows[0], rows[0] + len(rows))):
-        return logits[rows[0]:rows[0] + len(rows)]
+        return logits[rows[0] : rows[0] + len(rows)]
     return logits.index_select(0, torch.tensor(rows, dtype=torch.long, device=logits.device))

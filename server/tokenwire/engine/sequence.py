@@ -79,8 +79,9 @@ class SequenceOutput:
         return delta
 
 
-def beam_sequence(index: int, token_ids: list[int], score: float, finished: bool,
-                  params: GenerationParams, tokenizer: Any) -> SequenceDelta:
+def beam_sequence(
+    index: int, token_ids: list[int], score: float, finished: bool, params: GenerationParams, tokenizer: Any
+) -> SequenceDelta:
     """A finished beam hypothesis as one complete delta."""
     out = SequenceOutput(index, params, tokenizer)
     text = ""
@@ -91,5 +92,11 @@ def beam_sequence(index: int, token_ids: list[int], score: float, finished: bool
     if last is None or last.finish_reason is None:
         last = out.stop(FinishReason.LENGTH if finished else FinishReason.TIME_LIMIT)
         text += last.text
-    return SequenceDelta(index, text=text, token_ids=list(token_ids),
-                         finish_reason=last.finish_reason, matched_stop=last.matched_stop, score=score)
+    return SequenceDelta(
+        index,
+        text=text,
+        token_ids=list(token_ids),
+        finish_reason=last.finish_reason,
+        matched_stop=last.matched_stop,
+        score=score,
+    )

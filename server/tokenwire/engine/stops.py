@@ -39,7 +39,7 @@ class StopMatcher:
             self._held = ""
             return "", StopMatch(text[: at + len(stop)] if self._include else text[:at], stop)
         keep = self._longest_partial(text)
-        self._held = text[len(text) - keep:] if keep else ""
+        self._held = text[len(text) - keep :] if keep else ""
         return text[: len(text) - keep], None
 
     def _longest_partial(self, text: str) -> int:

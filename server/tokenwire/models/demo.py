@@ -169,9 +169,7 @@ def _generation_config(tok: PreTrainedTokenizerBase) -> GenerationConfig:
     )
 
 
-def _save(
-    dst: Path, model: PreTrainedModel, *artifacts: PreTrainedTokenizerBase | ProcessorMixin
-) -> None:
+def _save(dst: Path, model: PreTrainedModel, *artifacts: PreTrainedTokenizerBase | ProcessorMixin) -> None:
     model.save_pretrained(dst)
     for artifact in artifacts:
         artifact.save_pretrained(dst)
@@ -256,9 +254,7 @@ def _build_tiny_clip(dst: Path) -> None:
         eos_token_id=tok.eos_token_id,  # CLIP pools the text at the first eos
         pad_token_id=tok.pad_token_id,
     )
-    config = CLIPConfig(
-        text_config=text_config, vision_config=_vision_config(), projection_dim=HIDDEN
-    )
+    config = CLIPConfig(text_config=text_config, vision_config=_vision_config(), projection_dim=HIDDEN)
     processor = CLIPProcessor(  # type: ignore[no-untyped-call]
         image_processor=_clip_image_processor(), tokenizer=tok
     )

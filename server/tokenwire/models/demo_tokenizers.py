@@ -93,7 +93,7 @@ def _learn_merges(
     counts: dict[Pair, int] = defaultdict(int)
     where: dict[Pair, set[int]] = defaultdict(set)
     for i, syms in enumerate(symbols):
-        for pair in zip(syms, syms[1:]):
+        for pair in zip(syms, syms[1:], strict=False):
             counts[pair] += freq[i]
             where[pair].add(i)
     heap = [(-c, pair) for pair, c in counts.items()]
@@ -113,10 +113,10 @@ def _learn_merges(
             new = _merge_word(old, pair, merged)
             if new == old:
                 continue
-            for p in zip(old, old[1:]):
+            for p in zip(old, old[1:], strict=False):
                 counts[p] -= freq[i]
                 touched.add(p)
-            for p in zip(new, new[1:]):
+            for p in zip(new, new[1:], strict=False):
                 counts[p] += freq[i]
                 where[p].add(i)
                 touched.add(p)
@@ -129,9 +129,7 @@ def _learn_merges(
     return merges
 
 
-def _words(
-    pre_tokenize: Callable[[str], Iterable[str]], split: Callable[[str], tuple[str, ...]] = tuple
-) -> Words:
+def _words(pre_tokenize: Callable[[str], Iterable[str]], split: Callable[[str], tuple[str, ...]] = tuple) -> Words:
     """Count the corpus's words, each cut into its initial symbols by ``split``."""
     return Counter(split(word) for line in demo_corpus() for word in pre_tokenize(line))
 

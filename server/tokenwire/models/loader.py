@@ -17,7 +17,7 @@ import json
 import logging
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,8 +95,7 @@ def read_architecture(spec: ModelSpec) -> tuple[PretrainedConfig, str]:
     if open_clip_config is not None:
         return open_clip_config, OPEN_CLIP
     try:
-        config = AutoConfig.from_pretrained(
-            spec.path, trust_remote_code=spec.trust_remote_code, revision=spec.revision)
+        config = AutoConfig.from_pretrained(spec.path, trust_remote_code=spec.trust_remote_code, revision=spec.revision)
     except Exception as exc:  # transformers raises OSError, ValueError, KeyError… here
         raise ModelLoadError(f"cannot read the model config at {spec.path!r}: {exc}") from exc
     architectures = getattr(config, "architectures", None) or []
@@ -126,20 +125,33 @@ def _load_open_clip(spec: ModelSpec, config: PretrainedConfig, tasks: tuple[Task
     from ..multimodal.open_clip import load_open_clip
 
     if spec.quantization != "none":
-        raise ModelLoadError(f"model {spec.name!r}, key 'quantization': native open_clip checkpoints "
-                             "load unquantized; set quantization = \"none\"")
+        raise ModelLoadError(
+            f"model {spec.name!r}, key 'quantization': native open_clip checkpoints "
+            'load unquantized; set quantization = "none"'
+        )
     device = "cuda" if torch.cuda.is_available() and spec.device_map in (None, "auto", "cuda", "cuda:0") else "cpu"
-    bundle = load_open_clip(spec.path, device=device,
-                            precision="fp32" if spec.dtype in ("auto", "float32") else ("bf16" if spec.dtype == "bfloat16" else "fp16"))
+    bundle = load_open_clip(
+        spec.path,
+        device=device,
+        precision="fp32" if spec.dtype in ("auto", "float32") else ("bf16" if spec.dtype == "bfloat16" else "fp16"),
+    )
     module = bundle.model
     first = next(module.parameters())
     return LoadedModel(
-        spec=spec, tasks=tasks, architecture=OPEN_CLIP, config=config, tokenizer=bundle.tokenizer,
-        processor=bundle.preprocess, modules={task: module for task in tasks},
-        max_total_tokens=bundle.context_length, max_input_tokens=bundle.context_length,
-        dtype=str(first.dtype).removeprefix("torch."), device_map={"": str(first.device)},
+        spec=spec,
+        tasks=tasks,
+        architecture=OPEN_CLIP,
+        config=config,
+        tokenizer=bundle.tokenizer,
+        processor=bundle.preprocess,
+        modules={task: module for task in tasks},
+        max_total_tokens=bundle.context_length,
+        max_input_tokens=bundle.context_length,
+        dtype=str(first.dtype).removeprefix("torch."),
+        device_map={"": str(first.device)},
         memory_bytes=sum(p.numel() * p.element_size() for p in module.parameters()),
-        vocab_size=int(getattr(bundle.tokenizer, "vocab_size", 0) or 0))
+        vocab_size=int(getattr(bundle.tokenizer, "vocab_size", 0) or 0),
+    )
 
 
 def resolve_tasks(spec: ModelSpec, architecture: str) -> tuple[Task, ...]:
@@ -150,7 +162,8 @@ def resolve_tasks(spec: ModelSpec, architecture: str) -> tuple[Task, ...]:
     if not inferred:
         raise ModelLoadError(
             f"cannot infer tasks from architecture {architecture!r}; set key 'tasks' "
-            f"(one or more of {', '.join(t.value for t in Task)})")
+            f"(one or more of {', '.join(t.value for t in Task)})"
+        )
     return inferred
 
 
@@ -219,15 +232,23 @@ class _Planned:
     skip: tuple[str, ...]
 
 
-def _plan(spec: ModelSpec, cls: Any, config: PretrainedConfig, tasks: tuple[Task, ...],
-          q: qz.Quantization, max_input: int, window: int,
-          budgets: dict[placement.Device, int] | None) -> _Planned:
+def _plan(
+    spec: ModelSpec,
+    cls: Any,
+    config: PretrainedConfig,
+    tasks: tuple[Task, ...],
+    q: qz.Quantization,
+    max_input: int,
+    window: int,
+    budgets: dict[placement.Device, int] | None,
+) -> _Planned:
     dtype = _plan_dtype(spec, config)
     try:
         meta = placement.meta_model(cls, config, dtype, spec.trust_remote_code)
     except Exception as exc:
-        raise ModelLoadError(f"cannot build model {spec.name!r} with {getattr(cls, '__name__', cls)} "
-                             f"to plan its placement: {exc}") from exc
+        raise ModelLoadError(
+            f"cannot build model {spec.name!r} with {getattr(cls, '__name__', cls)} to plan its placement: {exc}"
+        ) from exc
     skip = qz.skip_modules(spec, q, meta, tasks) if q.is_bnb else ()
     reserve = placement.reservation(spec, config, tasks, meta, dtype.itemsize, max_input, window)
     shape = placement.Shape(meta, dtype, reserve, q, skip)
@@ -238,14 +259,14 @@ def _plan(spec: ModelSpec, cls: Any, config: PretrainedConfig, tasks: tuple[Task
             raise ModelLoadError(
                 f"model {spec.name!r}, key 'device_map': a {q.scheme}-quantized model cannot be "
                 f"offloaded to disk without a GPU (bitsandbytes keeps offloaded layers unquantized); "
-                f"give it the memory it needs in max_memory, or set quantization = \"none\"")
+                f'give it the memory it needs in max_memory, or set quantization = "none"'
+            )
         computing = {"cuda"} if plan.offloaded else plan.device_types()
         qz.require_backend(spec, q, computing)
     return _Planned(shape, plan, skip)
 
 
-def _load_kwargs(spec: ModelSpec, planned: _Planned, q: qz.Quantization,
-                 common: dict[str, Any]) -> dict[str, Any]:
+def _load_kwargs(spec: ModelSpec, planned: _Planned, q: qz.Quantization, common: dict[str, Any]) -> dict[str, Any]:
     kwargs = dict(common, device_map=dict(planned.plan.device_map))
     if q.is_bnb and not q.from_checkpoint:
         kwargs["quantization_config"] = qz.bnb_config(q, planned.skip, fp32_offload=planned.plan.offloaded)
@@ -261,8 +282,7 @@ def _measure(model: torch.nn.Module, hf_map: dict[str, Any]) -> dict[str, int]:
     tensors = list(model.named_parameters()) + list(model.named_buffers())
     for name, tensor in tensors:
         key = next((k for k in keys if k == "" or name == k or name.startswith(k + ".")), None)
-        label = placement.device_label(placement.parse_device(hf_map[key])) if key is not None \
-            else str(tensor.device)
+        label = placement.device_label(placement.parse_device(hf_map[key])) if key is not None else str(tensor.device)
         out[label] = out.get(label, 0) + qz.tensor_bytes(tensor)
     return out
 
@@ -270,8 +290,10 @@ def _measure(model: torch.nn.Module, hf_map: dict[str, Any]) -> dict[str, int]:
 def _remaining(plan: placement.Plan) -> dict[placement.Device, int] | None:
     if not plan.budgets:
         return None
-    return {placement.parse_device(label): budget - plan.weights.get(label, 0) - plan.reserved.get(label, 0)
-            for label, budget in plan.budgets.items()}
+    return {
+        placement.parse_device(label): budget - plan.weights.get(label, 0) - plan.reserved.get(label, 0)
+        for label, budget in plan.budgets.items()
+    }
 
 
 def _classes_for(architecture: str, tasks: tuple[Task, ...]) -> dict[Task, Any]:
@@ -340,13 +362,18 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     for task, cls in _classes_for(architecture, tasks).items():
         if cls not in by_class:
             planned = _plan(spec, cls, config, tasks, q, max_input, window, budgets)
-            log.info("model %s (%s): %s placement %s; reserved %s", spec.name, cls.__name__,
-                     planned.plan.strategy, planned.plan.device_map, planned.shape.reserve.describe())
+            log.info(
+                "model %s (%s): %s placement %s; reserved %s",
+                spec.name,
+                cls.__name__,
+                planned.plan.strategy,
+                planned.plan.device_map,
+                planned.shape.reserve.describe(),
+            )
             try:
                 loaded = cls.from_pretrained(spec.path, **_load_kwargs(spec, planned, q, common)).eval()
             except Exception as exc:
-                raise ModelLoadError(f"cannot load weights of model {spec.name!r} with "
-                                     f"{cls.__name__}: {exc}") from exc
+                raise ModelLoadError(f"cannot load weights of model {spec.name!r} with {cls.__name__}: {exc}") from exc
             by_class[cls] = merge_adapter(loaded, spec)
             plans.append(planned)
             budgets = _remaining(planned.plan)
@@ -356,7 +383,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     first = next(iter(by_class.values()))
     memory: dict[str, int] = {}
     reserved: dict[str, int] = {}
-    for model, planned in zip(by_class.values(), plans):
+    for model, planned in zip(by_class.values(), plans, strict=True):
         hf_map = getattr(model, "hf_device_map", None) or {"": str(next(model.parameters()).device)}
         for label, nbytes in _measure(model, hf_map).items():
             memory[label] = memory.get(label, 0) + nbytes
@@ -365,8 +392,13 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     hf_map = getattr(first, "hf_device_map", None) or {"": str(next(first.parameters()).device)}
     special_ids, special_texts = _special_tokens(tokenizer, first)
     return LoadedModel(
-        spec=spec, tasks=tasks, architecture=architecture, config=config,
-        tokenizer=tokenizer, processor=processor, modules=modules,
+        spec=spec,
+        tasks=tasks,
+        architecture=architecture,
+        config=config,
+        tokenizer=tokenizer,
+        processor=processor,
+        modules=modules,
         max_total_tokens=window,
         max_input_tokens=max_input,
         dtype=str(first.dtype).removeprefix("torch."),

@@ -71,7 +71,7 @@ PLAN_ROUNDS = 8
 
 
 def parse_device(value: str | int) -> Device:
-    """"cuda" / "cuda:1" / "1" / 1 → GPU index; "cpu", "disk", "mps" stay strings."""
+    """ "cuda" / "cuda:1" / "1" / 1 → GPU index; "cpu", "disk", "mps" stay strings."""
     if isinstance(value, int):
         return value
     text = str(value)
@@ -96,6 +96,7 @@ def fmt_bytes(n: float) -> str:
 
 # --- the reservation ------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Reservation:
     """Bytes kept free for serving (see the module docstring for the formula)."""
@@ -114,9 +115,11 @@ class Reservation:
         return self.kv_per_layer * len(self.kv_layers)
 
     def describe(self) -> str:
-        return (f"{fmt_bytes(self.kv_total)} KV cache for {self.batch} rows × {self.context} tokens, "
-                f"{fmt_bytes(self.activations)} activations per device, "
-                f"{fmt_bytes(self.logits)} logits")
+        return (
+            f"{fmt_bytes(self.kv_total)} KV cache for {self.batch} rows × {self.context} tokens, "
+            f"{fmt_bytes(self.activations)} activations per device, "
+            f"{fmt_bytes(self.logits)} logits"
+        )
 
 
 def _text_config(config: Any) -> Any:
@@ -144,8 +147,15 @@ def _output_module(meta: torch.nn.Module) -> str | None:
     return next((n for n, m in meta.named_modules() if m is out), None) if out is not None else None
 
 
-def reservation(spec: ModelSpec, config: Any, tasks: tuple[Task, ...], meta: torch.nn.Module,
-                element_size: int, max_input_tokens: int, window: int) -> Reservation:
+def reservation(
+    spec: ModelSpec,
+    config: Any,
+    tasks: tuple[Task, ...],
+    meta: torch.nn.Module,
+    element_size: int,
+    max_input_tokens: int,
+    window: int,
+) -> Reservation:
     text = _text_config(config)
     hidden = int(getattr(text, "hidden_size", 0) or 0)
     heads = int(getattr(text, "num_attention_heads", 0) or 1)
@@ -163,8 +173,11 @@ def reservation(spec: ModelSpec, config: Any, tasks: tuple[Task, ...], meta: tor
         prefill = min(batch * widest, max(spec.max_batch_tokens, widest))
         mask = max(prefill * widest, widest * max_input_tokens)
         layers = decoder_layers(meta, config)
-        kv_total = (2 * batch * context * kv_heads * head_dim * e * len(layers)
-                    if spec.kv_cache_reserve is None else spec.kv_cache_reserve)
+        kv_total = (
+            2 * batch * context * kv_heads * head_dim * e * len(layers)
+            if spec.kv_cache_reserve is None
+            else spec.kv_cache_reserve
+        )
         rows = batch
     else:
         context = max_input_tokens
@@ -177,12 +190,20 @@ def reservation(spec: ModelSpec, config: Any, tasks: tuple[Task, ...], meta: tor
     out = _output_module(meta)
     if out is None:  # nowhere to attach it: every compute device keeps room for it
         activations, logits = activations + logits, 0
-    return Reservation(batch=batch, context=context, prefill_tokens=prefill,
-                       kv_per_layer=kv_total // max(len(layers), 1), kv_layers=layers,
-                       activations=activations, logits=logits, logits_module=out)
+    return Reservation(
+        batch=batch,
+        context=context,
+        prefill_tokens=prefill,
+        kv_per_layer=kv_total // max(len(layers), 1),
+        kv_layers=layers,
+        activations=activations,
+        logits=logits,
+        logits_module=out,
+    )
 
 
 # --- the model's planning sizes -------------------------------------------------------------
+
 
 def meta_model(cls: Any, config: Any, dtype: torch.dtype, trust_remote_code: bool = False) -> torch.nn.Module:
     """An empty (meta-device) instance of `cls`, weights tied as they will be once loaded."""
@@ -207,8 +228,14 @@ class Shape:
     """A meta model with the sizes accelerate should plan with: weights in `dtype`, bitsandbytes'
     sizes for the layers it will quantize, and the reservation as meta buffers on its modules."""
 
-    def __init__(self, meta: torch.nn.Module, dtype: torch.dtype, reserve: Reservation,
-                 q: qz.Quantization | None = None, skip: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        meta: torch.nn.Module,
+        dtype: torch.dtype,
+        reserve: Reservation,
+        q: qz.Quantization | None = None,
+        skip: tuple[str, ...] = (),
+    ) -> None:
         self.meta, self.dtype, self.reserve = meta, dtype, reserve
         self.q = q or qz.Quantization()
         self.skip = skip
@@ -242,8 +269,11 @@ class Shape:
         for name in set(weight_extra) | set(reserved) | self._fakes():
             nbytes = weight_extra.get(name, 0) + reserved.get(name, 0)
             self.meta.get_submodule(name).register_buffer(
-                _FAKE, torch.empty(nbytes, dtype=torch.uint8, device="meta"), persistent=False)
-        self.sizes: dict[str, int] = dict(compute_module_sizes(self.meta, dtype=self.dtype, special_dtypes=self.special))
+                _FAKE, torch.empty(nbytes, dtype=torch.uint8, device="meta"), persistent=False
+            )
+        self.sizes: dict[str, int] = dict(
+            compute_module_sizes(self.meta, dtype=self.dtype, special_dtypes=self.special)
+        )
 
     def _fakes(self) -> set[str]:
         return {n.rsplit(".", 1)[0] if "." in n else "" for n, _ in self.meta.named_buffers() if n.endswith(_FAKE)}
@@ -296,6 +326,7 @@ def _under(name: str, key: str) -> bool:
 
 # --- plans ----------------------------------------------------------------------------------
 
+
 @dataclass
 class Plan:
     """A device map for from_pretrained, with what it puts where."""
@@ -341,7 +372,9 @@ def _quiet_accelerate() -> Iterator[None]:
         with warnings.catch_warnings():
             # accelerate counts the reservation's meta buffers as "buffers of offloaded layers"
             # and warns about them; only here, not for the whole process.
-            warnings.filterwarnings("ignore", message=r"Current model requires \d+ bytes of buffer for offloaded layers")
+            warnings.filterwarnings(
+                "ignore", message=r"Current model requires \d+ bytes of buffer for offloaded layers"
+            )
             yield
     finally:
         logger.setLevel(level)
@@ -350,9 +383,15 @@ def _quiet_accelerate() -> Iterator[None]:
 def _infer(shape: Shape, max_memory: dict[Device, int]) -> dict[str, Device]:
     from accelerate import infer_auto_device_map
 
-    return dict(infer_auto_device_map(shape.meta, max_memory=dict(max_memory),
-                                      no_split_module_classes=shape.no_split,
-                                      dtype=shape.dtype, special_dtypes=shape.special))
+    return dict(
+        infer_auto_device_map(
+            shape.meta,
+            max_memory=dict(max_memory),
+            no_split_module_classes=shape.no_split,
+            dtype=shape.dtype,
+            special_dtypes=shape.special,
+        )
+    )
 
 
 def _loads(shape: Shape, device_map: dict[str, Device]) -> dict[Device, int]:
@@ -396,7 +435,7 @@ def _balanced(shape: Shape, budgets: dict[Device, int], gpus: list[int], low_zer
         want = min((s for s in sums if s <= budgets[gpu]), key=lambda s: (abs(s - target), s), default=0)
         lo, hi = want, min(budgets[gpu], want + biggest + 1)
 
-        def load(cap: int) -> int:
+        def load(cap: int, gpu: int = gpu) -> int:  # called within this iteration only
             return _loads(shape, _infer(shape, {**caps, gpu: cap})).get(gpu, 0)
 
         if load(hi) < want:
@@ -444,8 +483,7 @@ def plan_strategy(shape: Shape, strategy: str, budgets: dict[Device, int]) -> di
             if shape.reserve.logits_module and any(_under(shape.reserve.logits_module, k) for k in off):
                 need += shape.reserve.logits
             # Quantized layers offloaded beside GPUs load in full precision (bitsandbytes).
-            newly = {n for n in shape.quantized if n not in shape.full_precision
-                     and any(_under(n, k) for k in off)}
+            newly = {n for n in shape.quantized if n not in shape.full_precision and any(_under(n, k) for k in off)}
             if newly:
                 shape.full_precision |= newly
                 shape.refresh()
@@ -466,7 +504,8 @@ def check_explicit(shape: Shape, spec: ModelSpec, table: dict[str, str]) -> dict
             top = ", ".join(n for n, _ in shape.meta.named_children())
             raise ModelLoadError(
                 f"model {spec.name!r}, key 'device_map': unknown module {key!r}{near}; module "
-                f"names are as in named_modules() of {type(shape.meta).__name__} (top level: {top})")
+                f"names are as in named_modules() of {type(shape.meta).__name__} (top level: {top})"
+            )
     weights = [n for n, _ in shape.meta.named_parameters()]
     missing = [n for n in weights if not any(_under(n, k) for k in table)]
     if missing:
@@ -474,7 +513,8 @@ def check_explicit(shape: Shape, spec: ModelSpec, table: dict[str, str]) -> dict
         raise ModelLoadError(
             f"model {spec.name!r}, key 'device_map': no device for {len(missing)} weight(s) of "
             f"{', '.join(repr(o) for o in owners[:4])}{' …' if len(owners) > 4 else ''}; map these "
-            f"modules (or a parent) too")
+            f"modules (or a parent) too"
+        )
     return {k: parse_device(v) for k, v in table.items()}
 
 
@@ -530,13 +570,17 @@ def plan_placement(shape: Shape, spec: ModelSpec, budgets: dict[Device, int] | N
         plan = Plan(requested, plan_strategy(shape, requested, budgets))
         if any(isinstance(d, int) and v > 0 for d, v in budgets.items()) and not plan.gpus:
             _summarise(shape, plan)
-            raise ModelLoadError(_no_fit(spec, shape, plan, "no GPU has room for a single layer "
-                                         "next to the reservation"))
+            raise ModelLoadError(
+                _no_fit(spec, shape, plan, "no GPU has room for a single layer next to the reservation")
+            )
         spilled = _offloaded_bytes(shape, {k: d for k, d in plan.device_map.items() if d == "disk"})
         if plan.uses_disk and "disk" not in (budgets if spec.max_memory is None else user_budgets):
             _summarise(shape, plan)
-            raise ModelLoadError(_no_fit(spec, shape, plan, f"{fmt_bytes(spilled)} of it would go "
-                                         f"to disk, which max_memory does not allow"))
+            raise ModelLoadError(
+                _no_fit(
+                    spec, shape, plan, f"{fmt_bytes(spilled)} of it would go to disk, which max_memory does not allow"
+                )
+            )
     else:
         plan = Plan("explicit", check_explicit(shape, spec, dict(requested)))
     _summarise(shape, plan)
@@ -549,8 +593,9 @@ def plan_placement(shape: Shape, spec: ModelSpec, budgets: dict[Device, int] | N
             plan.budgets[label] = budget
             need = plan.weights.get(label, 0) + plan.reserved.get(label, 0)
             if device != "disk" and need > budget:
-                raise ModelLoadError(_no_fit(spec, shape, plan, f"{label} needs {fmt_bytes(need)} "
-                                             f"but has {fmt_bytes(budget)}"))
+                raise ModelLoadError(
+                    _no_fit(spec, shape, plan, f"{label} needs {fmt_bytes(need)} but has {fmt_bytes(budget)}")
+                )
     return plan
 
 
@@ -559,13 +604,15 @@ def _no_fit(spec: ModelSpec, shape: Shape, plan: Plan, what: str) -> str:
     weights = sum(v for k, v in plan.weights.items())
     fixes = ["raise max_memory (or add cpu / disk to it)"]
     if spec.device_map not in DEVICE_MAP_STRATEGIES:
-        fixes.append("spread it over devices with device_map = \"auto\"")
+        fixes.append('spread it over devices with device_map = "auto"')
     if not shape.q.active:
-        fixes.append("set quantization = \"nf4\" or \"int8\"")
+        fixes.append('set quantization = "nf4" or "int8"')
     fixes.append("lower max_batch_size / max_input_tokens / max_new_tokens (or set kv_cache_reserve)")
-    return (f"model {spec.name!r}, key {key!r}: the model does not fit ({plan.strategy}): {what}. "
-            f"It needs {fmt_bytes(weights)} of weights plus a reservation of "
-            f"{shape.reserve.describe()}; {', '.join(fixes[:-1])}, or {fixes[-1]}")
+    return (
+        f"model {spec.name!r}, key {key!r}: the model does not fit ({plan.strategy}): {what}. "
+        f"It needs {fmt_bytes(weights)} of weights plus a reservation of "
+        f"{shape.reserve.describe()}; {', '.join(fixes[:-1])}, or {fixes[-1]}"
+    )
 
 
 def check_devices(spec: ModelSpec, plan: Plan) -> None:
@@ -577,4 +624,5 @@ def check_devices(spec: ModelSpec, plan: Plan) -> None:
         raise ModelLoadError(
             f"model {spec.name!r}, key {key!r}: the plan uses {', '.join(device_label(g) for g in absent)} "
             f"but this machine has {count} GPU(s); use devices that exist (cpu, cuda:0 … "
-            f"cuda:{max(count - 1, 0)})")
+            f"cuda:{max(count - 1, 0)})"
+        )

@@ -33,10 +33,9 @@ log = logging.getLogger(__name__)
 SCHEMES = ("int8", "nf4", "fp4")
 #: Modules of multimodal chat models kept in full precision by default (LLaVA's names first).
 MULTIMODAL_KEEP = ("vision_tower", "multi_modal_projector", "mm_projector", "visual")
-_BLOCK = 64          # bitsandbytes 4-bit block size (elements per absmax)
+_BLOCK = 64  # bitsandbytes 4-bit block size (elements per absmax)
 _NESTED_BLOCK = 256  # double quantization: absmaxes per float32 constant
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
 
 
 class _DropPerForwardNotice(logging.Filter):
@@ -107,22 +106,28 @@ def resolve(spec: ModelSpec, config: Any, on_gpu: bool) -> Quantization:
         if spec.quantization not in ("none", scheme):
             raise ModelLoadError(
                 f"model {spec.name!r}, key 'quantization': the checkpoint at {spec.path} is saved "
-                f"already quantized ({scheme}) and loads as it is; set quantization = \"none\" "
-                f"(or \"{scheme}\"), or point key 'path' at the unquantized checkpoint")
+                f'already quantized ({scheme}) and loads as it is; set quantization = "none" '
+                f"(or \"{scheme}\"), or point key 'path' at the unquantized checkpoint"
+            )
         compute = qc.get("bnb_4bit_compute_dtype")
         skip = qc.get("llm_int8_skip_modules")
         return Quantization(
-            scheme=scheme, from_checkpoint=True,
+            scheme=scheme,
+            from_checkpoint=True,
             compute_dtype=_DTYPES.get(str(compute).removeprefix("torch."), _compute_dtype(spec, on_gpu)),
             double_quant=bool(qc.get("bnb_4bit_use_double_quant")),
             threshold=float(qc.get("llm_int8_threshold", 6.0)),
-            skip_modules=tuple(skip) if skip else None)
+            skip_modules=tuple(skip) if skip else None,
+        )
     if spec.quantization == "none":
         return Quantization()
     return Quantization(
-        scheme=spec.quantization, compute_dtype=_compute_dtype(spec, on_gpu),
-        double_quant=spec.bnb_4bit_use_double_quant, threshold=spec.llm_int8_threshold,
-        skip_modules=spec.llm_int8_skip_modules)
+        scheme=spec.quantization,
+        compute_dtype=_compute_dtype(spec, on_gpu),
+        double_quant=spec.bnb_4bit_use_double_quant,
+        threshold=spec.llm_int8_threshold,
+        skip_modules=spec.llm_int8_skip_modules,
+    )
 
 
 def require_backend(spec: ModelSpec, q: Quantization, device_types: Iterable[str]) -> None:
@@ -130,23 +135,24 @@ def require_backend(spec: ModelSpec, q: Quantization, device_types: Iterable[str
     if not q.is_bnb:
         return
     if q.from_checkpoint:
-        what = (f"model {spec.name!r}, key 'path': the checkpoint is saved quantized with "
-                f"bitsandbytes ({q.scheme})")
+        what = f"model {spec.name!r}, key 'path': the checkpoint is saved quantized with bitsandbytes ({q.scheme})"
         fix = "or point key 'path' at an unquantized checkpoint"
     else:
         what = f"model {spec.name!r}, key 'quantization' = {q.scheme!r}"
-        fix = "or set quantization = \"none\""
+        fix = 'or set quantization = "none"'
     try:
         import bitsandbytes as bnb
     except ImportError as exc:
-        raise ModelLoadError(f"{what} needs bitsandbytes, which is not installed: "
-                             f"pip install 'tokenwire[quantization]', {fix}") from exc
+        raise ModelLoadError(
+            f"{what} needs bitsandbytes, which is not installed: pip install 'tokenwire[quantization]', {fix}"
+        ) from exc
     supported = set(getattr(bnb, "supported_torch_devices", {"cuda"}))
     needed = set(device_types) - {"disk", "meta"}
     missing = sorted(needed - supported)
     if not missing and "cuda" in needed:
         try:
             from bitsandbytes.cextension import ErrorHandlerMockBNBNativeLibrary, lib
+
             if isinstance(lib, ErrorHandlerMockBNBNativeLibrary):
                 missing = ["cuda"]
         except ImportError:  # layout of other releases: let transformers report it
@@ -156,13 +162,15 @@ def require_backend(spec: ModelSpec, q: Quantization, device_types: Iterable[str
             f"{what}: bitsandbytes {getattr(bnb, '__version__', '?')} has no supported backend "
             f"for {', '.join(missing)} (it supports: {', '.join(sorted(supported)) or 'none'}); "
             f"install a bitsandbytes build for this device, place the model on a supported one "
-            f"with key 'device_map', {fix}")
+            f"with key 'device_map', {fix}"
+        )
 
 
 def _matches(name: str, pattern: str) -> bool:
     """transformers' rule for llm_int8_skip_modules entries (prefix, regex or suffix)."""
     try:
         from transformers.quantizers.quantizers_utils import should_convert_module
+
         return not should_convert_module(name, [pattern])
     except ImportError:  # older layout: prefix or suffix at a module boundary
         return name == pattern or name.startswith(pattern + ".") or name.endswith("." + pattern)
@@ -188,14 +196,12 @@ def default_skip_modules(meta: torch.nn.Module, tasks: Iterable[Task]) -> tuple[
     skip = {key if key in modules else key.rsplit(".", 1)[0] for key in _transformers_default_skips(meta)}
     skip.discard("")
     if Task.MULTIMODAL_CHAT in set(tasks):
-        skip |= {name for name, _ in meta.named_modules()
-                 if name.rsplit(".", 1)[-1] in MULTIMODAL_KEEP}
+        skip |= {name for name, _ in meta.named_modules() if name.rsplit(".", 1)[-1] in MULTIMODAL_KEEP}
     # A child of a kept module is kept anyway; listing it is noise.
     return tuple(sorted(s for s in skip if not any(s.startswith(o + ".") for o in skip)))
 
 
-def skip_modules(spec: ModelSpec, q: Quantization, meta: torch.nn.Module,
-                 tasks: Iterable[Task]) -> tuple[str, ...]:
+def skip_modules(spec: ModelSpec, q: Quantization, meta: torch.nn.Module, tasks: Iterable[Task]) -> tuple[str, ...]:
     """The modules kept in full precision; a configured entry that matches nothing is an error."""
     if q.skip_modules is None:
         return default_skip_modules(meta, tasks)
@@ -206,7 +212,8 @@ def skip_modules(spec: ModelSpec, q: Quantization, meta: torch.nn.Module,
             raise ModelLoadError(
                 f"model {spec.name!r}, key 'llm_int8_skip_modules': {pattern!r} matches no module "
                 f"of {type(meta).__name__}; use module names as in named_modules(), e.g. "
-                f"{', '.join(repr(n) for n in _examples(meta))} (top level: {', '.join(top)})")
+                f"{', '.join(repr(n) for n in _examples(meta))} (top level: {', '.join(top)})"
+            )
     return tuple(q.skip_modules)
 
 
@@ -224,8 +231,9 @@ def _is_linear(module: torch.nn.Module) -> bool:
 def quantized_linears(meta: torch.nn.Module, skip: Iterable[str]) -> dict[str, torch.nn.Module]:
     """The Linear (and GPT-2 Conv1D) modules bitsandbytes will replace, by name."""
     patterns = list(skip)
-    return {name: m for name, m in meta.named_modules()
-            if _is_linear(m) and not any(_matches(name, p) for p in patterns)}
+    return {
+        name: m for name, m in meta.named_modules() if _is_linear(m) and not any(_matches(name, p) for p in patterns)
+    }
 
 
 def element_bytes(q: Quantization) -> float:
@@ -248,13 +256,16 @@ def bnb_config(q: Quantization, skip: Iterable[str], fp32_offload: bool) -> Any:
     """The BitsAndBytesConfig for from_pretrained (never for a pre-quantized checkpoint)."""
     from transformers import BitsAndBytesConfig
 
-    common: dict[str, Any] = {"llm_int8_skip_modules": list(skip),
-                              "llm_int8_enable_fp32_cpu_offload": fp32_offload}
+    common: dict[str, Any] = {"llm_int8_skip_modules": list(skip), "llm_int8_enable_fp32_cpu_offload": fp32_offload}
     if q.scheme == "int8":
         return BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=q.threshold, **common)  # type: ignore[no-untyped-call]
     return BitsAndBytesConfig(  # type: ignore[no-untyped-call]
-        load_in_4bit=True, bnb_4bit_quant_type=q.scheme, bnb_4bit_compute_dtype=q.compute_dtype,
-        bnb_4bit_use_double_quant=q.double_quant, **common)
+        load_in_4bit=True,
+        bnb_4bit_quant_type=q.scheme,
+        bnb_4bit_compute_dtype=q.compute_dtype,
+        bnb_4bit_use_double_quant=q.double_quant,
+        **common,
+    )
 
 
 def tensor_bytes(tensor: torch.Tensor) -> int:

@@ -53,8 +53,9 @@ class ModelRegistry:
                 log.error("model %s failed: %s", spec.name, exc)
             self.entries[spec.name] = entry
 
-    async def load_all(self, on_change: Callable[[], Awaitable[None]],
-                       on_loaded: Callable[[LoadedModel], None] | None = None) -> None:
+    async def load_all(
+        self, on_change: Callable[[], Awaitable[None]], on_loaded: Callable[[LoadedModel], None] | None = None
+    ) -> None:
         """Load every LOADING entry in order, calling `on_change` after each settles.
 
         `on_loaded` runs in the loader thread right after a model loads, before it turns
@@ -93,8 +94,7 @@ class ModelRegistry:
         entry = self.entry(name)
         if task is not None and task not in entry.tasks:
             tasks = ", ".join(t.value for t in entry.tasks) or "none"
-            raise FailedPrecondition(
-                f"model {name!r} cannot do {task.value}; its tasks are: {tasks}")
+            raise FailedPrecondition(f"model {name!r} cannot do {task.value}; its tasks are: {tasks}")
         if entry.state is ModelState.LOADING:
             raise Unavailable(f"model {name!r} is still loading; retry shortly")
         if entry.state is ModelState.FAILED or entry.loaded is None:

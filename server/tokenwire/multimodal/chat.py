@@ -24,9 +24,9 @@ from PIL import Image
 
 from ..engine.defaults import GenerationDefaults
 from ..engine.params import GenerationParams
-from ..services.generation_params import parse_generation_options
 from ..errors import FailedPrecondition, InvalidArgument
 from ..models.loader import LoadedModel
+from ..services.generation_params import parse_generation_options
 from ..tasks import Task
 from .images import ImageLimits, decode_image
 
@@ -39,7 +39,9 @@ def _image_token(model: LoadedModel) -> str | None:
     return token if isinstance(token, str) and token else model.special_tokens.get("image_token")
 
 
-def _conversation(request: Any, model: LoadedModel, limits: ImageLimits) -> tuple[list[dict[str, Any]], list[tuple[str, Any]]]:
+def _conversation(
+    request: Any, model: LoadedModel, limits: ImageLimits
+) -> tuple[list[dict[str, Any]], list[tuple[str, Any]]]:
     """Validated chat-template messages, and (field, Image message) of each image in order."""
     if not request.messages:
         raise InvalidArgument("messages", "must have at least one message")
@@ -59,16 +61,19 @@ def _conversation(request: Any, model: LoadedModel, limits: ImageLimits) -> tupl
                 raise InvalidArgument(field, "exactly one of text and image must be set")
             if kind == "text":
                 if image_token and image_token in part.text:
-                    raise InvalidArgument(f"{field}.text", f"must not contain the image placeholder "
-                                          f"{image_token!r}; send images as image parts")
+                    raise InvalidArgument(
+                        f"{field}.text",
+                        f"must not contain the image placeholder {image_token!r}; send images as image parts",
+                    )
                 content.append({"type": "text", "text": part.text})
             else:
                 images.append((f"{field}.image", part.image))
                 content.append({"type": "image"})
         conversation.append({"role": message.role, "content": content})
     if len(images) > limits.max_images_per_request:
-        raise InvalidArgument("messages", f"at most {limits.max_images_per_request} images per request, "
-                              f"got {len(images)}")
+        raise InvalidArgument(
+            "messages", f"at most {limits.max_images_per_request} images per request, got {len(images)}"
+        )
     if images and not image_token:
         raise FailedPrecondition(f"model {model.spec.name!r} has no image placeholder token; it cannot take images")
     return conversation, images
@@ -94,29 +99,41 @@ def encode_chat(request: Any, model: LoadedModel, limits: ImageLimits) -> tuple[
     text = _render(model, conversation)
     token = _image_token(model)
     if images and token is not None and text.count(token) != len(images):
-        raise InvalidArgument("messages", f"the model's chat template placed {text.count(token)} image "
-                              f"placeholder(s) for {len(images)} image(s); it may not accept images in "
-                              "some roles")
+        raise InvalidArgument(
+            "messages",
+            f"the model's chat template placed {text.count(token)} image "
+            f"placeholder(s) for {len(images)} image(s); it may not accept images in "
+            "some roles",
+        )
     if model.processor is None:
         raise FailedPrecondition(f"model {model.spec.name!r} has no processor")
     encoded = model.processor(images=images or None, text=[text], return_tensors="pt")
     prompt_ids = [int(t) for t in encoded["input_ids"][0]]
     if len(prompt_ids) > model.max_input_tokens:
-        raise InvalidArgument("messages", f"the conversation takes {len(prompt_ids)} tokens (image tokens "
-                              f"included), more than the model's limit of {model.max_input_tokens} "
-                              "(max_input_tokens)")
+        raise InvalidArgument(
+            "messages",
+            f"the conversation takes {len(prompt_ids)} tokens (image tokens "
+            f"included), more than the model's limit of {model.max_input_tokens} "
+            "(max_input_tokens)",
+        )
     if not images:
         return prompt_ids, None
     dtype = next(model.modules[Task.MULTIMODAL_CHAT].parameters()).dtype
-    extra = {k: (v.to(dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() and dtype.is_floating_point else v)
-             for k, v in encoded.items() if k not in _TEXT_KEYS}
+    extra = {
+        k: (v.to(dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() and dtype.is_floating_point else v)
+        for k, v in encoded.items()
+        if k not in _TEXT_KEYS
+    }
     return prompt_ids, extra
 
 
 def chat_parser(limits: ImageLimits) -> Callable[..., GenerationParams]:
     """A `parse` for services.generation.submit: (request, model, defaults, max_rows, arrival)."""
-    def parse(request: Any, model: LoadedModel, defaults: GenerationDefaults, max_rows: int,
-              arrival: float) -> GenerationParams:
+
+    def parse(
+        request: Any, model: LoadedModel, defaults: GenerationDefaults, max_rows: int, arrival: float
+    ) -> GenerationParams:
         prompt_ids, extra = encode_chat(request, model, limits)
         return parse_generation_options(request, model, defaults, max_rows, arrival, prompt_ids, extra)
+
     return parse

@@ -50,10 +50,13 @@ def _texts(encoder: DualEncoder, texts: list[str], field: Callable[[int], str], 
     long = [i for i, n in enumerate(counts) if n > limit]
     if long and not truncate:
         i = long[0]
-        raise InvalidArgument(field(i), f"has {counts[i]} tokens, more than the model's limit of {limit} "
-                              "(max_input_tokens)" + ("; set truncate to cut it" if field(i).startswith("texts") else ""))
+        raise InvalidArgument(
+            field(i),
+            f"has {counts[i]} tokens, more than the model's limit of {limit} "
+            "(max_input_tokens)" + ("; set truncate to cut it" if field(i).startswith("texts") else ""),
+        )
     if long:
-        for i, row in zip(long, encoder.truncate([texts[i] for i in long])):
+        for i, row in zip(long, encoder.truncate([texts[i] for i in long]), strict=True):
             ids[i] = row
     return ids
 
@@ -70,15 +73,18 @@ def prepare_classify(request: Any, encoder: DualEncoder, limits: ImageLimits) ->
         if not label:
             raise InvalidArgument(f"labels[{i}]", "must not be empty")
         if label in seen:
-            raise InvalidArgument(f"labels[{i}]", f"duplicates labels[{seen[label]}] ({label!r}); labels must be unique")
+            raise InvalidArgument(
+                f"labels[{i}]", f"duplicates labels[{seen[label]}] ({label!r}); labels must be unique"
+            )
         seen[label] = i
     template = request.hypothesis_template or DEFAULT_HYPOTHESIS_TEMPLATE
     if template.count("{}") != 1:
         raise InvalidArgument("hypothesis_template", f"must contain '{{}}' exactly once, got {template!r}")
     if not request.HasField("image"):
         raise InvalidArgument("image", "is required")
-    texts = _texts(encoder, [template.replace("{}", label) for label in labels],
-                   lambda i: f"labels[{i}]", truncate=False)
+    texts = _texts(
+        encoder, [template.replace("{}", label) for label in labels], lambda i: f"labels[{i}]", truncate=False
+    )
     image = decode_image(request.image.data, request.image.mime_type, "image", limits)
     pixels = encoder.pixels(image)
 
@@ -97,15 +103,22 @@ def prepare_embed(request: Any, encoder: DualEncoder, limits: ImageLimits, max_i
     if count == 0:
         raise InvalidArgument("texts", "at least one text or image is required")
     if count > max_inputs:
-        raise InvalidArgument("texts" if len(request.texts) > max_inputs else "images",
-                              f"at most {max_inputs} texts and images in total (the model's "
-                              f"max_batch_size), got {count}")
+        raise InvalidArgument(
+            "texts" if len(request.texts) > max_inputs else "images",
+            f"at most {max_inputs} texts and images in total (the model's max_batch_size), got {count}",
+        )
     for i, text in enumerate(request.texts):
         if not text:
             raise InvalidArgument(f"texts[{i}]", "must not be empty")
-    texts = _texts(encoder, list(request.texts), lambda i: f"texts[{i}]", truncate=request.truncate) if request.texts else []
-    pixels = [encoder.pixels(decode_image(image.data, image.mime_type, f"images[{i}]", limits))
-              for i, image in enumerate(request.images)]
+    texts = (
+        _texts(encoder, list(request.texts), lambda i: f"texts[{i}]", truncate=request.truncate)
+        if request.texts
+        else []
+    )
+    pixels = [
+        encoder.pixels(decode_image(image.data, image.mime_type, f"images[{i}]", limits))
+        for i, image in enumerate(request.images)
+    ]
     normalize = request.normalize
 
     def finish(text: torch.Tensor, images: torch.Tensor, scale: float) -> tuple[list[list[float]], int]:
@@ -127,7 +140,7 @@ def run_batch(encoder: DualEncoder, items: Sequence[ClipItem]) -> list[Any]:
     for k, p in enumerate(pixels):
         by_shape.setdefault(tuple(p.shape), []).append(k)
     for rows in by_shape.values():
-        for k, vector in zip(rows, encoder.encode_image(torch.stack([pixels[k] for k in rows]))):
+        for k, vector in zip(rows, encoder.encode_image(torch.stack([pixels[k] for k in rows])), strict=True):
             images[k] = vector
     dim = text.shape[-1] if texts else (images[0].shape[-1] if images and images[0] is not None else 0)
     scale = encoder.logit_scale()
@@ -135,7 +148,7 @@ def run_batch(encoder: DualEncoder, items: Sequence[ClipItem]) -> list[Any]:
     t = i = 0
     for item in items:
         nt, ni = len(item.texts), len(item.pixels)
-        item_images = torch.stack([v for v in images[i:i + ni] if v is not None]) if ni else torch.empty(0, dim)
-        results.append(item.finish(text[t:t + nt] if nt else torch.empty(0, dim), item_images, scale))
+        item_images = torch.stack([v for v in images[i : i + ni] if v is not None]) if ni else torch.empty(0, dim)
+        results.append(item.finish(text[t : t + nt] if nt else torch.empty(0, dim), item_images, scale))
         t, i = t + nt, i + ni
     return results

@@ -102,12 +102,14 @@ class HFDualEncoder:
         input_ids = torch.full((len(ids), width), self._pad_id, dtype=torch.long)
         mask = torch.zeros((len(ids), width), dtype=torch.long)
         for i, tokens in enumerate(ids):  # right padding, as the tokenizers do
-            input_ids[i, :len(tokens)] = torch.tensor(tokens, dtype=torch.long)
-            mask[i, :len(tokens)] = 1
+            input_ids[i, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+            mask[i, : len(tokens)] = 1
         if self._pad_to_max:  # trained on padded text, without a mask (their tokenizers give none)
             out = self.module.get_text_features(input_ids=input_ids.to(self.device))
         else:
-            out = self.module.get_text_features(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device))
+            out = self.module.get_text_features(
+                input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)
+            )
         return _features(out).float().cpu()
 
     @torch.inference_mode()
@@ -128,11 +130,14 @@ def _is_open_clip(module: torch.nn.Module) -> bool:
 
 def _open_clip_encoder(model: LoadedModel, module: torch.nn.Module) -> DualEncoder:
     from .open_clip import OpenClipEncoder
+
     return OpenClipEncoder(model, module)
 
 
 # (recognises the module, builds its encoder), first match wins.
-_ENCODERS: tuple[tuple[Callable[[torch.nn.Module], bool], Callable[[LoadedModel, torch.nn.Module], DualEncoder]], ...] = (
+_ENCODERS: tuple[
+    tuple[Callable[[torch.nn.Module], bool], Callable[[LoadedModel, torch.nn.Module], DualEncoder]], ...
+] = (
     (_is_transformers, HFDualEncoder),
     (_is_open_clip, _open_clip_encoder),
 )
@@ -144,5 +149,7 @@ def encoder_for(model: LoadedModel, task: Task) -> DualEncoder:
     for recognises, build in _ENCODERS:
         if recognises(module):
             return build(model, module)
-    raise FailedPrecondition(f"model {model.spec.name!r} ({type(module).__name__}) has no text and "
-                             "image encoders (get_text_features/get_image_features or encode_text/encode_image)")
+    raise FailedPrecondition(
+        f"model {model.spec.name!r} ({type(module).__name__}) has no text and "
+        "image encoders (get_text_features/get_image_features or encode_text/encode_image)"
+    )

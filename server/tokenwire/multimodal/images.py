@@ -39,8 +39,13 @@ _FORMAT_OF_MIME: dict[str, str] = {
     "image/gif": "GIF",
 }
 # PIL format → the canonical mime type, for messages.
-_MIME_OF_FORMAT: dict[str, str] = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp",
-                                   "BMP": "image/bmp", "GIF": "image/gif"}
+_MIME_OF_FORMAT: dict[str, str] = {
+    "PNG": "image/png",
+    "JPEG": "image/jpeg",
+    "WEBP": "image/webp",
+    "BMP": "image/bmp",
+    "GIF": "image/gif",
+}
 SUPPORTED_FORMATS: tuple[str, ...] = tuple(_MIME_OF_FORMAT)
 _NAME_OF_FORMAT: dict[str, str] = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "BMP": "BMP", "GIF": "GIF"}
 _SUPPORTED_TEXT = "PNG, JPEG, WebP, BMP or GIF"
@@ -71,8 +76,11 @@ def _declared_format(mime_type: str, field: str) -> str | None:
     if not mime:
         return None
     if mime not in _FORMAT_OF_MIME:
-        raise InvalidArgument(field, f"mime_type must be one of image/png, image/jpeg, image/webp, "
-                              f"image/bmp, image/gif (or empty to detect it), got {mime_type!r}")
+        raise InvalidArgument(
+            field,
+            f"mime_type must be one of image/png, image/jpeg, image/webp, "
+            f"image/bmp, image/gif (or empty to detect it), got {mime_type!r}",
+        )
     return _FORMAT_OF_MIME[mime]
 
 
@@ -81,8 +89,9 @@ def decode_image(data: bytes, mime_type: str, field: str, limits: ImageLimits) -
     if not data:
         raise InvalidArgument(field, "data must not be empty")
     if len(data) > limits.max_bytes:
-        raise InvalidArgument(field, f"data has {len(data)} bytes, more than the limit of "
-                              f"{limits.max_bytes} bytes per image")
+        raise InvalidArgument(
+            field, f"data has {len(data)} bytes, more than the limit of {limits.max_bytes} bytes per image"
+        )
     declared = _declared_format(mime_type, field)
     try:
         image = Image.open(io.BytesIO(data), formats=list(SUPPORTED_FORMATS))
@@ -92,17 +101,24 @@ def decode_image(data: bytes, mime_type: str, field: str, limits: ImageLimits) -
         raise InvalidArgument(field, f"data is not a decodable {_SUPPORTED_TEXT} image") from None
     detected = image.format or "unknown"
     if declared is not None and detected != declared:
-        raise InvalidArgument(field, f"mime_type is {_MIME_OF_FORMAT[declared]} but the data is a "
-                              f"{_NAME_OF_FORMAT.get(detected, detected)} image ({_MIME_OF_FORMAT.get(detected, '?')})")
+        raise InvalidArgument(
+            field,
+            f"mime_type is {_MIME_OF_FORMAT[declared]} but the data is a "
+            f"{_NAME_OF_FORMAT.get(detected, detected)} image ({_MIME_OF_FORMAT.get(detected, '?')})",
+        )
     width, height = image.size
     if width < 1 or height < 1:
         raise InvalidArgument(field, f"image has no pixels ({width}x{height})")
     if width * height > limits.max_pixels:
-        raise InvalidArgument(field, f"image is {width}x{height} = {width * height} pixels, more than "
-                              f"the limit of {limits.max_pixels} pixels per image")
+        raise InvalidArgument(
+            field,
+            f"image is {width}x{height} = {width * height} pixels, more than "
+            f"the limit of {limits.max_pixels} pixels per image",
+        )
     if max(width, height) / min(width, height) > limits.max_aspect_ratio:
-        raise InvalidArgument(field, f"image is {width}x{height}; the aspect ratio must be at most "
-                              f"{limits.max_aspect_ratio:g}:1")
+        raise InvalidArgument(
+            field, f"image is {width}x{height}; the aspect ratio must be at most {limits.max_aspect_ratio:g}:1"
+        )
     try:
         image.seek(0)
         image.load()
@@ -112,8 +128,9 @@ def decode_image(data: bytes, mime_type: str, field: str, limits: ImageLimits) -
         raise InvalidArgument(field, "image dimensions are too large (decompression bomb?)") from None
     except (OSError, ValueError, SyntaxError, EOFError, IndexError, KeyError, TypeError, MemoryError):
         # Truncated files, corrupt chunks, bad EXIF: PIL raises a zoo of types for these.
-        raise InvalidArgument(field, f"data is not a complete, decodable "
-                              f"{_NAME_OF_FORMAT.get(detected, detected)} image") from None
+        raise InvalidArgument(
+            field, f"data is not a complete, decodable {_NAME_OF_FORMAT.get(detected, detected)} image"
+        ) from None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -34,8 +34,12 @@ WEIGHTS_FILE = "open_clip_model.safetensors"
 DEFAULT_CONTEXT_LENGTH = 77
 """Text tokens a CLIP text tower reads when its config does not say (open_clip's default)."""
 # create_model_from_pretrained keyword ← preprocess_cfg key.
-_PREPROCESS_KWARGS = {"mean": "image_mean", "std": "image_std", "interpolation": "image_interpolation",
-                      "resize_mode": "image_resize_mode"}
+_PREPROCESS_KWARGS = {
+    "mean": "image_mean",
+    "std": "image_std",
+    "interpolation": "image_interpolation",
+    "resize_mode": "image_resize_mode",
+}
 
 
 def is_open_clip_checkpoint(path: str | Path) -> bool:
@@ -61,7 +65,8 @@ def load_open_clip(path: str | Path, device: str = "cpu", precision: str = "fp32
     except Exception as exc:  # ImportError, or torchvision's operator errors when mismatched
         raise ModelLoadError(
             f"{path} is a native open_clip checkpoint, which needs the optional open_clip_torch "
-            f"package and a torchvision matching torch {torch.__version__} ({exc})") from exc
+            f"package and a torchvision matching torch {torch.__version__} ({exc})"
+        ) from exc
     root = Path(path)
     weights = root / WEIGHTS_FILE
     if not weights.is_file():
@@ -80,7 +85,8 @@ def load_open_clip(path: str | Path, device: str = "cpu", precision: str = "fp32
     kwargs = {_PREPROCESS_KWARGS[k]: v for k, v in preprocess_cfg.items() if k in _PREPROCESS_KWARGS}
     try:
         model, preprocess = open_clip.create_model_from_pretrained(
-            name, pretrained=str(weights), device=device, precision=precision, **kwargs)
+            name, pretrained=str(weights), device=device, precision=precision, **kwargs
+        )
     except Exception as exc:
         raise ModelLoadError(f"open_clip cannot load {root}: {exc}") from exc
     tokenizer = open_clip.get_tokenizer(name)
@@ -120,7 +126,9 @@ class OpenClipEncoder:
         ids = self._ids(texts)
         counts = [_token_count(self.tokenizer, text) for text in texts]
         # A tokenizer that cannot tell how long a text is has cut it already: report it as fitting.
-        return ids, [c if c is not None else min(len(row), self.max_text_tokens) for c, row in zip(counts, ids)]
+        return ids, [
+            c if c is not None else min(len(row), self.max_text_tokens) for c, row in zip(counts, ids, strict=True)
+        ]
 
     def truncate(self, texts: list[str]) -> list[list[int]]:
         return self._ids(texts)
@@ -131,7 +139,7 @@ class OpenClipEncoder:
 
     @torch.inference_mode()
     def encode_text(self, ids: list[list[int]]) -> torch.Tensor:
-        rows = torch.tensor([t[:self.max_text_tokens] for t in ids], dtype=torch.long, device=self.device)
+        rows = torch.tensor([t[: self.max_text_tokens] for t in ids], dtype=torch.long, device=self.device)
         out: torch.Tensor = self.module.encode_text(rows)
         return out.float().cpu()
 

@@ -16,10 +16,15 @@ from ..engine.request import Event, SequenceDelta
 def merged(a: SequenceDelta, b: SequenceDelta) -> SequenceDelta:
     """`a` followed by `b` (same sequence) as one delta; the final fields come from `b`."""
     return SequenceDelta(
-        index=a.index, text=a.text + b.text, token_ids=a.token_ids + b.token_ids, logprobs=a.logprobs + b.logprobs,
-        finish_reason=b.finish_reason, matched_stop=b.matched_stop or a.matched_stop,
+        index=a.index,
+        text=a.text + b.text,
+        token_ids=a.token_ids + b.token_ids,
+        logprobs=a.logprobs + b.logprobs,
+        finish_reason=b.finish_reason,
+        matched_stop=b.matched_stop or a.matched_stop,
         cumulative_logprob=b.cumulative_logprob if b.cumulative_logprob is not None else a.cumulative_logprob,
-        score=b.score if b.score is not None else a.score)
+        score=b.score if b.score is not None else a.score,
+    )
 
 
 def coalesce(events: list[Event]) -> list[Event]:

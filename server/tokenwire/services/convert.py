@@ -23,8 +23,14 @@ STATE_TO_PB: dict[ModelState, models_pb2.ModelState] = {
     ModelState.FAILED: models_pb2.MODEL_STATE_FAILED,
 }
 # ModelInfo's optional single-id fields, by the loader's special-token name.
-_SPECIAL_ID_FIELDS = {"bos": "bos_token_id", "pad": "pad_token_id", "unk": "unk_token_id",
-                      "mask": "mask_token_id", "sep": "sep_token_id", "cls": "cls_token_id"}
+_SPECIAL_ID_FIELDS = {
+    "bos": "bos_token_id",
+    "pad": "pad_token_id",
+    "unk": "unk_token_id",
+    "mask": "mask_token_id",
+    "sep": "sep_token_id",
+    "cls": "cls_token_id",
+}
 
 
 def model_info(entry: ModelEntry, decode: DecodeInfo | None = None) -> models_pb2.ModelInfo:
@@ -59,8 +65,11 @@ def model_info(entry: ModelEntry, decode: DecodeInfo | None = None) -> models_pb
     if loaded.reservation is not None and loaded.reservation.kv_layers:
         info.kv_cache_reserved_bytes = loaded.reservation.kv_total
         info.kv_cache_context_tokens = loaded.reservation.context
-    info.embedding_dimensions = int(getattr(loaded.config, "projection_dim", 0) or 0) \
-        if {Task.EMBED, Task.CLASSIFY_IMAGE} & set(loaded.tasks) else 0
+    info.embedding_dimensions = (
+        int(getattr(loaded.config, "projection_dim", 0) or 0)
+        if {Task.EMBED, Task.CLASSIFY_IMAGE} & set(loaded.tasks)
+        else 0
+    )
     ids = loaded.special_token_ids
     for name, field in _SPECIAL_ID_FIELDS.items():
         if name in ids:

@@ -12,7 +12,6 @@ import grpc
 
 from ..engine.engines import Engines
 from ..engine.params import GenerationParams, Method
-from .generation_params import parse_generate_request
 from ..engine.request import Event, Failed, Finished, GenerationRequest, SequenceDelta
 from ..errors import DeadlineExceeded
 from ..models.loader import LoadedModel
@@ -22,6 +21,8 @@ from ..tasks import Task
 from ..v1 import common_pb2, generation_pb2, generation_pb2_grpc
 from .coalesce import coalesce
 from .generation_convert import SequenceBuilder, stream_message, usage
+from .generation_params import parse_generate_request
+
 
 # A stream ends with FINISH_REASON_TIME_LIMIT a little before the client's deadline, so the
 # last message reaches the client before gRPC cuts the call: 10% of the time left, at least
@@ -35,13 +36,15 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
         self._registry = registry
         self._engines = engines
 
-    async def Generate(self, request: generation_pb2.GenerateRequest,
-                       context: grpc.aio.ServicerContext) -> generation_pb2.GenerateResponse:
+    async def Generate(
+        self, request: generation_pb2.GenerateRequest, context: grpc.aio.ServicerContext
+    ) -> generation_pb2.GenerateResponse:
         job, model = await submit(self._registry, self._engines, request, context, streaming=False)
         return await collect(job, context, model.spec.name)
 
-    async def GenerateStream(self, request: generation_pb2.GenerateRequest,
-                             context: grpc.aio.ServicerContext) -> AsyncIterator[generation_pb2.GenerateStreamResponse]:
+    async def GenerateStream(
+        self, request: generation_pb2.GenerateRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[generation_pb2.GenerateStreamResponse]:
         job, model = await submit(self._registry, self._engines, request, context, streaming=True)
         async with aclosing(relay(job, model.spec.name)) as messages:
             async for message in messages:
@@ -55,14 +58,25 @@ def _timing_trailers(job: GenerationRequest, event: Finished) -> None:
     def ms(t: float | None) -> str:
         return f"{(t - job.arrival) * 1000:.1f}" if t is not None else ""
 
-    add_trailers(("queue-ms", ms(job.admitted_at)), ("ttft-ms", ms(job.first_token_at)),
-                 ("total-ms", ms(now)), ("prompt-tokens", str(event.prompt_tokens)),
-                 ("generated-tokens", str(event.completion_tokens)))
+    add_trailers(
+        ("queue-ms", ms(job.admitted_at)),
+        ("ttft-ms", ms(job.first_token_at)),
+        ("total-ms", ms(now)),
+        ("prompt-tokens", str(event.prompt_tokens)),
+        ("generated-tokens", str(event.completion_tokens)),
+    )
 
 
-async def submit(registry: ModelRegistry, engines: Engines, request: Any, context: grpc.aio.ServicerContext,
-                 *, streaming: bool, task: Task = Task.GENERATE,
-                 parse: Callable[..., GenerationParams] = parse_generate_request) -> tuple[GenerationRequest, LoadedModel]:
+async def submit(
+    registry: ModelRegistry,
+    engines: Engines,
+    request: Any,
+    context: grpc.aio.ServicerContext,
+    *,
+    streaming: bool,
+    task: Task = Task.GENERATE,
+    parse: Callable[..., GenerationParams] = parse_generate_request,
+) -> tuple[GenerationRequest, LoadedModel]:
     """Resolve the model, validate the request with `parse` (off the event loop: tokenizing
     and image processing take milliseconds), and queue it on the model's scheduler.
     `parse(request, model, defaults, max_rows, arrival)` returns the GenerationParams."""
@@ -101,7 +115,9 @@ async def events_of(job: GenerationRequest) -> AsyncGenerator[Event, None]:
             job.cancel()
 
 
-async def collect(job: GenerationRequest, context: grpc.aio.ServicerContext, model_name: str) -> generation_pb2.GenerateResponse:
+async def collect(
+    job: GenerationRequest, context: grpc.aio.ServicerContext, model_name: str
+) -> generation_pb2.GenerateResponse:
     """Wait for every sequence of `job`; cancel it if the caller goes away first."""
     params = job.params
     builders = [SequenceBuilder() for _ in range(params.n)]
@@ -120,8 +136,11 @@ async def collect(job: GenerationRequest, context: grpc.aio.ServicerContext, mod
                 if timed_out and job.deadline_is_client:
                     raise DeadlineExceeded("the client's deadline passed during generation")
                 return generation_pb2.GenerateResponse(
-                    sequences=sequences, usage=usage(event), model=model_name,
-                    **({"seed": job.seed} if params.method is Method.SAMPLE and job.seed is not None else {}))
+                    sequences=sequences,
+                    usage=usage(event),
+                    model=model_name,
+                    **({"seed": job.seed} if params.method is Method.SAMPLE and job.seed is not None else {}),
+                )
     raise AssertionError("events_of ends with Finished or Failed")
 
 

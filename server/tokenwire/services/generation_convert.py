@@ -18,19 +18,29 @@ FINISH_TO_PB: dict[FinishReason, common_pb2.FinishReason] = {
 
 def token_logprob(info: TokenInfo) -> common_pb2.TokenLogprob:
     return common_pb2.TokenLogprob(
-        token_id=info.token_id, token=info.token, logprob=info.logprob, rank=info.rank,
-        top=[common_pb2.TopLogprob(token_id=t, token=text, logprob=lp) for t, text, lp in info.top])
+        token_id=info.token_id,
+        token=info.token,
+        logprob=info.logprob,
+        rank=info.rank,
+        top=[common_pb2.TopLogprob(token_id=t, token=text, logprob=lp) for t, text, lp in info.top],
+    )
 
 
 def usage(event: Finished) -> common_pb2.Usage:
-    return common_pb2.Usage(prompt_tokens=event.prompt_tokens, completion_tokens=event.completion_tokens,
-                            total_tokens=event.prompt_tokens + event.completion_tokens)
+    return common_pb2.Usage(
+        prompt_tokens=event.prompt_tokens,
+        completion_tokens=event.completion_tokens,
+        total_tokens=event.prompt_tokens + event.completion_tokens,
+    )
 
 
 def stream_message(delta: SequenceDelta) -> generation_pb2.GenerateStreamResponse:
     message = generation_pb2.GenerateStreamResponse(
-        index=delta.index, text=delta.text, token_ids=delta.token_ids,
-        logprobs=[token_logprob(i) for i in delta.logprobs])
+        index=delta.index,
+        text=delta.text,
+        token_ids=delta.token_ids,
+        logprobs=[token_logprob(i) for i in delta.logprobs],
+    )
     if delta.finish_reason is not None:
         message.finish_reason = FINISH_TO_PB[delta.finish_reason]
         message.matched_stop = delta.matched_stop

@@ -23,8 +23,10 @@ def _transformers_tokenizer(model: LoadedModel) -> Any:
     offsets, tokens or decode options): FAILED_PRECONDITION otherwise."""
     tok = model.tokenizer
     if not hasattr(tok, "convert_ids_to_tokens"):
-        raise FailedPrecondition(f"model {model.spec.name!r} has a {type(tok).__name__} tokenizer, "
-                                 "which Tokenize and Detokenize do not support")
+        raise FailedPrecondition(
+            f"model {model.spec.name!r} has a {type(tok).__name__} tokenizer, "
+            "which Tokenize and Detokenize do not support"
+        )
     return tok
 
 
@@ -36,21 +38,25 @@ class ModelsServicer(models_pb2_grpc.ModelsServicer):
     def _info(self, entry: ModelEntry) -> models_pb2.ModelInfo:
         return model_info(entry, self._engines.decode_info(entry.spec.name))
 
-    async def ListModels(self, request: models_pb2.ListModelsRequest,
-                         context: grpc.aio.ServicerContext) -> models_pb2.ListModelsResponse:
+    async def ListModels(
+        self, request: models_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> models_pb2.ListModelsResponse:
         task = PB_TO_TASK.get(request.task)
         if request.task and task is None:
             raise InvalidArgument("task", f"must be a known Task value, got {request.task}")
-        entries = sorted((e for e in self._registry.entries.values() if task is None or task in e.tasks),
-                         key=lambda e: e.spec.name)
+        entries = sorted(
+            (e for e in self._registry.entries.values() if task is None or task in e.tasks), key=lambda e: e.spec.name
+        )
         return models_pb2.ListModelsResponse(models=[self._info(e) for e in entries])
 
-    async def GetModelInfo(self, request: models_pb2.GetModelInfoRequest,
-                           context: grpc.aio.ServicerContext) -> models_pb2.ModelInfo:
+    async def GetModelInfo(
+        self, request: models_pb2.GetModelInfoRequest, context: grpc.aio.ServicerContext
+    ) -> models_pb2.ModelInfo:
         return self._info(self._registry.entry(request.model))
 
-    async def Tokenize(self, request: models_pb2.TokenizeRequest,
-                       context: grpc.aio.ServicerContext) -> models_pb2.TokenizeResponse:
+    async def Tokenize(
+        self, request: models_pb2.TokenizeRequest, context: grpc.aio.ServicerContext
+    ) -> models_pb2.TokenizeResponse:
         model = self._registry.resolve(request.model)
         if not request.text:
             raise InvalidArgument("text", "must not be empty")
@@ -59,8 +65,7 @@ class ModelsServicer(models_pb2_grpc.ModelsServicer):
         add_special = request.add_special_tokens if request.HasField("add_special_tokens") else True
         tok = _transformers_tokenizer(model)
         # Tokenizing a long text takes milliseconds: keep it off the event loop.
-        enc = await asyncio.to_thread(
-            tok, request.text, add_special_tokens=add_special, return_offsets_mapping=True)
+        enc = await asyncio.to_thread(tok, request.text, add_special_tokens=add_special, return_offsets_mapping=True)
         ids = list(enc["input_ids"])
         return models_pb2.TokenizeResponse(
             ids=ids,
@@ -68,15 +73,16 @@ class ModelsServicer(models_pb2_grpc.ModelsServicer):
             offsets=[models_pb2.Offset(start=s, end=e) for s, e in enc["offset_mapping"]],
         )
 
-    async def Detokenize(self, request: models_pb2.DetokenizeRequest,
-                         context: grpc.aio.ServicerContext) -> models_pb2.DetokenizeResponse:
+    async def Detokenize(
+        self, request: models_pb2.DetokenizeRequest, context: grpc.aio.ServicerContext
+    ) -> models_pb2.DetokenizeResponse:
         model = self._registry.resolve(request.model)
         _transformers_tokenizer(model)
         limit = model.vocab_size
         for i, token_id in enumerate(request.ids):
             if token_id >= limit:
-                raise InvalidArgument(f"ids[{i}]", f"must be below the vocabulary size {limit}, "
-                                      f"got {token_id}")
-        text = await asyncio.to_thread(model.tokenizer.decode, list(request.ids),
-                                       skip_special_tokens=request.skip_special_tokens)
+                raise InvalidArgument(f"ids[{i}]", f"must be below the vocabulary size {limit}, got {token_id}")
+        text = await asyncio.to_thread(
+            model.tokenizer.decode, list(request.ids), skip_special_tokens=request.skip_special_tokens
+        )
         return models_pb2.DetokenizeResponse(text=text)

@@ -51,10 +51,16 @@ class _Encoding:
         self.encoder: DualEncoder = encoder_for(model, task)
         spec = model.spec
         self.batcher: DynamicBatcher[ClipItem, Any] = DynamicBatcher(
-            spec.name, functools.partial(run_batch, self.encoder),
-            BatchLimits(max_batch_size=spec.max_batch_size, max_batch_tokens=spec.max_batch_tokens,
-                        max_wait_ms=spec.max_wait_ms, max_queue=spec.max_queue),
-            cost=lambda item: item.cost)
+            spec.name,
+            functools.partial(run_batch, self.encoder),
+            BatchLimits(
+                max_batch_size=spec.max_batch_size,
+                max_batch_tokens=spec.max_batch_tokens,
+                max_wait_ms=spec.max_wait_ms,
+                max_queue=spec.max_queue,
+            ),
+            cost=lambda item: item.cost,
+        )
 
 
 class MultimodalServicer(multimodal_pb2_grpc.MultimodalServicer):
@@ -67,16 +73,32 @@ class MultimodalServicer(multimodal_pb2_grpc.MultimodalServicer):
 
     # --- chat ---------------------------------------------------------------------------------
 
-    async def MultimodalChat(self, request: multimodal_pb2.MultimodalChatRequest,
-                             context: grpc.aio.ServicerContext) -> generation_pb2.GenerateResponse:
-        job, _ = await submit(self._registry, self._engines, request, context, streaming=False,
-                              task=Task.MULTIMODAL_CHAT, parse=self._parse_chat)
+    async def MultimodalChat(
+        self, request: multimodal_pb2.MultimodalChatRequest, context: grpc.aio.ServicerContext
+    ) -> generation_pb2.GenerateResponse:
+        job, _ = await submit(
+            self._registry,
+            self._engines,
+            request,
+            context,
+            streaming=False,
+            task=Task.MULTIMODAL_CHAT,
+            parse=self._parse_chat,
+        )
         return await collect(job, context, request.model)
 
-    async def MultimodalChatStream(self, request: multimodal_pb2.MultimodalChatRequest,
-                                   context: grpc.aio.ServicerContext) -> AsyncIterator[generation_pb2.GenerateStreamResponse]:
-        job, _ = await submit(self._registry, self._engines, request, context, streaming=True,
-                              task=Task.MULTIMODAL_CHAT, parse=self._parse_chat)
+    async def MultimodalChatStream(
+        self, request: multimodal_pb2.MultimodalChatRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[generation_pb2.GenerateStreamResponse]:
+        job, _ = await submit(
+            self._registry,
+            self._engines,
+            request,
+            context,
+            streaming=True,
+            task=Task.MULTIMODAL_CHAT,
+            parse=self._parse_chat,
+        )
         async with aclosing(relay(job, request.model)) as messages:
             async for message in messages:
                 yield message
@@ -94,24 +116,29 @@ class MultimodalServicer(multimodal_pb2_grpc.MultimodalServicer):
             current = self._encodings[key] = _Encoding(model, task)
         return current
 
-    async def ClassifyImage(self, request: multimodal_pb2.ClassifyImageRequest,
-                            context: grpc.aio.ServicerContext) -> multimodal_pb2.ClassifyImageResponse:
+    async def ClassifyImage(
+        self, request: multimodal_pb2.ClassifyImageRequest, context: grpc.aio.ServicerContext
+    ) -> multimodal_pb2.ClassifyImageResponse:
         model = self._registry.resolve(request.model, Task.CLASSIFY_IMAGE)
         encoding = self._encoding(model, Task.CLASSIFY_IMAGE)
         item = await asyncio.to_thread(prepare_classify, request, encoding.encoder, self._limits)
         scores = await encoding.batcher.submit(item)
         return multimodal_pb2.ClassifyImageResponse(
-            scores=[multimodal_pb2.LabelScore(label=label, score=score) for label, score in scores])
+            scores=[multimodal_pb2.LabelScore(label=label, score=score) for label, score in scores]
+        )
 
-    async def Embed(self, request: multimodal_pb2.EmbedRequest,
-                    context: grpc.aio.ServicerContext) -> multimodal_pb2.EmbedResponse:
+    async def Embed(
+        self, request: multimodal_pb2.EmbedRequest, context: grpc.aio.ServicerContext
+    ) -> multimodal_pb2.EmbedResponse:
         model = self._registry.resolve(request.model, Task.EMBED)
         encoding = self._encoding(model, Task.EMBED)
-        item = await asyncio.to_thread(prepare_embed, request, encoding.encoder, self._limits,
-                                       model.spec.max_batch_size)
+        item = await asyncio.to_thread(
+            prepare_embed, request, encoding.encoder, self._limits, model.spec.max_batch_size
+        )
         vectors, dimensions = await encoding.batcher.submit(item)
         return multimodal_pb2.EmbedResponse(
-            embeddings=[multimodal_pb2.Embedding(values=v) for v in vectors], dimensions=dimensions)
+            embeddings=[multimodal_pb2.Embedding(values=v) for v in vectors], dimensions=dimensions
+        )
 
     def close(self) -> None:
         """Stop the batchers (call on the event loop, at shutdown)."""

@@ -78,8 +78,9 @@ def _target_ids(targets: Sequence[str], tokenizer: Any) -> tuple[int, ...]:
         if token_id is None:
             pieces = tokenizer(target, add_special_tokens=False)["input_ids"]
             if len(pieces) != 1:
-                raise InvalidArgument(f"targets[{i}]", f"must be one vocabulary token, got {target!r} "
-                                      f"({len(pieces)} tokens)")
+                raise InvalidArgument(
+                    f"targets[{i}]", f"must be one vocabulary token, got {target!r} ({len(pieces)} tokens)"
+                )
             token_id = pieces[0]
         ids.append(int(token_id))
     return tuple(dict.fromkeys(ids))  # the pipeline dedupes too; order only breaks ties
@@ -133,12 +134,11 @@ def _without_leading_prefix(text: str, ids: Sequence[int], tokenizer: Any) -> st
     prefix = decoder.prefix
     first = tokenizer.convert_ids_to_tokens(ids[0])
     if isinstance(first, str) and first.startswith(prefix) and text.startswith(prefix):
-        return text[len(prefix):]
+        return text[len(prefix) :]
     return text
 
 
-def candidates(job: FillMaskJob, scores: np.ndarray, ids: np.ndarray,
-               tokenizer: Any) -> list[list[Candidate]]:
+def candidates(job: FillMaskJob, scores: np.ndarray, ids: np.ndarray, tokenizer: Any) -> list[list[Candidate]]:
     """Decode each candidate and its filled-in sequence (off the event loop)."""
     single = len(job.mask_positions) == 1
     special = set(tokenizer.all_special_ids)
@@ -147,7 +147,7 @@ def candidates(job: FillMaskJob, scores: np.ndarray, ids: np.ndarray,
     for m, position in enumerate(job.mask_positions):
         other_masks = set(job.mask_positions) - {position}
         row: list[Candidate] = []
-        for score, token_id in zip(scores[m].tolist(), ids[m].tolist()):
+        for score, token_id in zip(scores[m].tolist(), ids[m].tolist(), strict=True):
             filled = list(job.input_ids)
             filled[position] = token_id
             if single:  # the pipeline's decoding

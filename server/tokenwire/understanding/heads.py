@@ -85,16 +85,16 @@ class EncoderHeads:
         self._split = _SPLIT.get(type(module).__name__)
         self.device = next(module.parameters()).device
 
-    def __call__(self, inputs: dict[str, torch.Tensor], lengths: Sequence[int],
-                 needs: Sequence[Needs]) -> list[RowOutputs]:
+    def __call__(
+        self, inputs: dict[str, torch.Tensor], lengths: Sequence[int], needs: Sequence[Needs]
+    ) -> list[RowOutputs]:
         inputs = {k: v.to(self.device) for k, v in inputs.items()}
         with torch.inference_mode():
             if self._split is not None:
                 return self._run_split(self._split, inputs, needs)
             return self._run_generic(inputs, lengths, needs)
 
-    def _run_split(self, split: _Split, inputs: dict[str, torch.Tensor],
-                   needs: Sequence[Needs]) -> list[RowOutputs]:
+    def _run_split(self, split: _Split, inputs: dict[str, torch.Tensor], needs: Sequence[Needs]) -> list[RowOutputs]:
         encoder_outputs = _attr(self.module, split.encoder)(**inputs, return_dict=True)
         hidden = encoder_outputs.last_hidden_state
         rows = [RowOutputs() for _ in needs]
@@ -106,7 +106,7 @@ class EncoderHeads:
             logits = _attr(self.module, split.mlm_head)(hidden[index_rows, index_pos])
             offset = 0
             for i, n in enumerate(needs):
-                rows[i].mlm = logits[offset:offset + len(n.mask_positions)]
+                rows[i].mlm = logits[offset : offset + len(n.mask_positions)]
                 offset += len(n.mask_positions)
         nsp_rows = [i for i, n in enumerate(needs) if n.next_sentence]
         if nsp_rows:
@@ -119,11 +119,12 @@ class EncoderHeads:
             raise RuntimeError(f"{type(self.module).__name__} has no span head")
         return rows
 
-    def _run_generic(self, inputs: dict[str, torch.Tensor], lengths: Sequence[int],
-                     needs: Sequence[Needs]) -> list[RowOutputs]:
+    def _run_generic(
+        self, inputs: dict[str, torch.Tensor], lengths: Sequence[int], needs: Sequence[Needs]
+    ) -> list[RowOutputs]:
         outputs = self.module(**inputs, return_dict=True)
         rows = []
-        for i, (length, n) in enumerate(zip(lengths, needs)):
+        for i, (length, n) in enumerate(zip(lengths, needs, strict=True)):
             row = RowOutputs()
             if n.mask_positions:
                 row.mlm = _field(outputs, _MLM_FIELDS)[i, list(n.mask_positions)]

@@ -16,8 +16,7 @@ def require_text(field: str, value: str) -> None:
         raise InvalidArgument(field, "must not be empty")
     # Cheap upper bound first: a code point is at most 4 bytes.
     if len(value) * 4 > MAX_TEXT_BYTES and len(value.encode()) > MAX_TEXT_BYTES:
-        raise InvalidArgument(field, f"must be at most {MAX_TEXT_BYTES} bytes of UTF-8, "
-                              f"got {len(value.encode())}")
+        raise InvalidArgument(field, f"must be at most {MAX_TEXT_BYTES} bytes of UTF-8, got {len(value.encode())}")
 
 
 def check_range(field: str, value: int, low: int, high: int) -> int:
@@ -29,5 +28,7 @@ def check_range(field: str, value: int, low: int, high: int) -> int:
 
 def too_long(field: str, tokens: int, limit: int) -> InvalidArgument:
     """The error for an input over the model's max_input_tokens without `truncate`."""
-    return InvalidArgument(field, f"must be at most {limit} tokens (the model's max_input_tokens), "
-                           f"got {tokens}; set truncate to cut it to fit")
+    return InvalidArgument(
+        field,
+        f"must be at most {limit} tokens (the model's max_input_tokens), got {tokens}; set truncate to cut it to fit",
+    )

@@ -55,10 +55,10 @@ def prepare(params: NextSentenceParams, model: LoadedModel) -> NextSentenceJob:
             raise InvalidArgument(
                 "sentence_a" if a > b else "sentence_b",
                 f"sentence_a and sentence_b together must be at most {limit} tokens (the model's "
-                f"max_input_tokens), got {length}; set truncate to cut the longer one first")
+                f"max_input_tokens), got {length}; set truncate to cut the longer one first",
+            )
         # "longest_first" cuts the longer segment, a token at a time, until the pair fits.
-        encoded = tokenizer(params.sentence_a, params.sentence_b, truncation="longest_first",
-                            max_length=limit)
+        encoded = tokenizer(params.sentence_a, params.sentence_b, truncation="longest_first", max_length=limit)
     types = encoded.get("token_type_ids")
     return NextSentenceJob(tuple(encoded["input_ids"]), tuple(types) if types is not None else None)
 

@@ -66,8 +66,9 @@ def _softmax(logits: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return normalized
 
 
-def window_spans(logits: SpanLogits, window: Window, keep: int,
-                 max_answer_length: int) -> tuple[float, list[tuple[int, int, float]]]:
+def window_spans(
+    logits: SpanLogits, window: Window, keep: int, max_answer_length: int
+) -> tuple[float, list[tuple[int, int, float]]]:
     """(no-answer score, up to `keep` best (start, end, score) spans) of one window."""
     p_start = _softmax(logits.start, window.normalizer)
     p_end = _softmax(logits.end, window.normalizer)
@@ -87,8 +88,9 @@ def window_spans(logits: SpanLogits, window: Window, keep: int,
     best = np.argpartition(-flat, count - 1)[:count] if count < flat.size else np.arange(flat.size)
     best = best[np.argsort(-flat[best], kind="stable")]
     rows, cols = np.unravel_index(best, scores.shape)
-    return null_score, [(int(context[r]), int(context[c]), float(scores[r, c]))
-                        for r, c in zip(rows, cols)]
+    return null_score, [
+        (int(context[r]), int(context[c]), float(scores[r, c])) for r, c in zip(rows, cols, strict=True)
+    ]
 
 
 def _char_span(encoding: Any, start: int, end: int, sequence: int) -> tuple[int, int]:
@@ -107,7 +109,7 @@ def best_answers(job: QAJob, logits: Sequence[SpanLogits]) -> list[Answer]:
     null_score = 1e6
     answers: list[Answer] = []
     by_text: dict[str, Answer] = {}
-    for window, window_logits in zip(job.windows, logits):
+    for window, window_logits in zip(job.windows, logits, strict=True):
         window_null, spans = window_spans(window_logits, window, keep, job.max_answer_length)
         null_score = min(null_score, window_null)
         for s, e, score in spans:
@@ -122,7 +124,7 @@ def best_answers(job: QAJob, logits: Sequence[SpanLogits]) -> list[Answer]:
     if job.handle_impossible_answer:
         answers.append(Answer("", null_score, 0, 0))
     answers.sort(key=lambda answer: answer.score, reverse=True)
-    best = answers[:job.top_k]
+    best = answers[: job.top_k]
     for answer in best:
         answer.score = min(answer.score, 1.0)
     return best

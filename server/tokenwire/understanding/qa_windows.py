@@ -68,16 +68,20 @@ class QAJob:
     handle_impossible_answer: bool
 
 
-def _check_room(question_tokens: int, specials: int, limit: int, doc_stride: int,
-                explicit: bool) -> int:
+def _check_room(question_tokens: int, specials: int, limit: int, doc_stride: int, explicit: bool) -> int:
     room = limit - question_tokens - specials
     if room < 1:
-        raise InvalidArgument("question", f"must leave room for the context in the model's "
-                              f"{limit} tokens (max_input_tokens), got {question_tokens} tokens")
+        raise InvalidArgument(
+            "question",
+            f"must leave room for the context in the model's "
+            f"{limit} tokens (max_input_tokens), got {question_tokens} tokens",
+        )
     if doc_stride >= room:
         if explicit:
-            raise InvalidArgument("doc_stride", f"must be below {room}, the context tokens per "
-                                  f"window beside this question, got {doc_stride}")
+            raise InvalidArgument(
+                "doc_stride",
+                f"must be below {room}, the context tokens per window beside this question, got {doc_stride}",
+            )
         doc_stride = room - 1  # the default adapts to small windows and long questions
     return doc_stride
 
@@ -87,25 +91,33 @@ def encode(params: QAParams, model: LoadedModel) -> QAJob:
     require_text("question", params.question)
     require_text("context", params.context)
     top_k = check_range("top_k", params.top_k, 0, MAX_TOP_K) or DEFAULT_TOP_K
-    max_answer = (check_range("max_answer_length", params.max_answer_length, 0, MAX_ANSWER_LENGTH)
-                  or DEFAULT_MAX_ANSWER_LENGTH)
+    max_answer = (
+        check_range("max_answer_length", params.max_answer_length, 0, MAX_ANSWER_LENGTH) or DEFAULT_MAX_ANSWER_LENGTH
+    )
     tokenizer, limit = model.tokenizer, model.max_input_tokens
     if not getattr(tokenizer, "is_fast", False):
-        raise FailedPrecondition(f"model {model.spec.name!r} needs a fast (tokenizers) tokenizer "
-                                 "for question answering: character offsets come from it")
+        raise FailedPrecondition(
+            f"model {model.spec.name!r} needs a fast (tokenizers) tokenizer "
+            "for question answering: character offsets come from it"
+        )
     # Default stride as the pipeline's: min(window // 2, 128).
     stride = params.doc_stride or min(limit // 2, DEFAULT_DOC_STRIDE)
     question_tokens = len(tokenizer(params.question, add_special_tokens=False)["input_ids"])
-    stride = _check_room(question_tokens, tokenizer.num_special_tokens_to_add(pair=True), limit,
-                         stride, explicit=params.doc_stride > 0)
+    stride = _check_room(
+        question_tokens, tokenizer.num_special_tokens_to_add(pair=True), limit, stride, explicit=params.doc_stride > 0
+    )
 
     question_first = tokenizer.padding_side == "right"
     encoded = tokenizer(
         text=params.question if question_first else params.context,
         text_pair=params.context if question_first else params.question,
         truncation="only_second" if question_first else "only_first",
-        max_length=limit, stride=stride, return_overflowing_tokens=True,
-        return_offsets_mapping=True, return_token_type_ids=True)
+        max_length=limit,
+        stride=stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        return_token_type_ids=True,
+    )
     context_sequence = 1 if question_first else 0
     cls_id = tokenizer.cls_token_id
     windows = []
@@ -115,7 +127,13 @@ def encode(params: QAParams, model: LoadedModel) -> QAJob:
         # [CLS] stays in the softmax: its start*end score is the "no answer" score.
         normalizer = context_tokens | (np.asarray(ids) == cls_id if cls_id is not None else False)
         types = encoded["token_type_ids"][i] if "token_type_ids" in encoded else None
-        windows.append(Window(tuple(ids), tuple(types) if types is not None else None,
-                              context_tokens, normalizer, encoded.encodings[i]))
-    return QAJob(tuple(windows), params.context, context_sequence, top_k, max_answer,
-                 params.handle_impossible_answer)
+        windows.append(
+            Window(
+                tuple(ids),
+                tuple(types) if types is not None else None,
+                context_tokens,
+                normalizer,
+                encoded.encodings[i],
+            )
+        )
+    return QAJob(tuple(windows), params.context, context_sequence, top_k, max_answer, params.handle_impossible_answer)

@@ -77,10 +77,16 @@ class EncoderRunner:
         self._use_token_types = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
         spec = model.spec
         self.batcher: DynamicBatcher[EncoderRow[Any], Any] = DynamicBatcher(
-            spec.name, self._run_batch,
-            BatchLimits(max_batch_size=spec.max_batch_size, max_batch_tokens=spec.max_batch_tokens,
-                        max_wait_ms=spec.max_wait_ms, max_queue=spec.max_queue),
-            cost=lambda row: len(row.input_ids))
+            spec.name,
+            self._run_batch,
+            BatchLimits(
+                max_batch_size=spec.max_batch_size,
+                max_batch_tokens=spec.max_batch_tokens,
+                max_wait_ms=spec.max_wait_ms,
+                max_queue=spec.max_queue,
+            ),
+            cost=lambda row: len(row.input_ids),
+        )
         self.largest_batch = 0
         """Most rows one forward has carried (tests and benchmarks read it)."""
 
@@ -115,7 +121,7 @@ class EncoderRunner:
             inputs, lengths = self._collate(members)
             outputs = self._heads(inputs, lengths, [r.needs for r in members])
             with torch.inference_mode():
-                for i, row, out in zip(group, members, outputs):
+                for i, row, out in zip(group, members, outputs, strict=True):
                     results[i] = row.select(out)
         return results
 
