@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -196,3 +197,14 @@ def test_serve_flags_override_the_server_table(tmp_path: Path, monkeypatch: pyte
     assert [(c.server.core_threads, c.server.port) for c in served] == [(2, 6000), (3, 0)]
     with pytest.raises(SystemExit):
         main(["serve", "--config", str(path), "--core-threads", "0"])
+
+
+def test_every_command_shows_an_example_in_its_help() -> None:
+    from tokenwire.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert {"serve", "demo-models", "generate", "tokenize", "embed"} <= set(commands)
+    for name, sub in commands.items():
+        text = sub.format_help()
+        assert "example:\n  tokenwire " + name in text, name

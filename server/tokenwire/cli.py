@@ -103,7 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="run the gRPC server")
+    serve = sub.add_parser(
+        "serve",
+        help="run the gRPC server",
+        epilog="example:\n  tokenwire serve --demo --port 50051\n"
+        "  tokenwire serve --config models.toml --metrics-port 9090",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     source = serve.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", metavar="FILE", help="model registry file (TOML)")
     source.add_argument("--demo", action="store_true", help="serve the built-in demo models")
@@ -148,7 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=_serve)
 
-    demo = sub.add_parser("demo-models", help="build the tiny demo models into a directory")
+    demo = sub.add_parser(
+        "demo-models",
+        help="build the tiny demo models into a directory",
+        epilog="example:\n  tokenwire demo-models --out ./demo-models tiny-llama tiny-bert",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     demo.add_argument("--out", required=True, metavar="DIR")
     demo.add_argument("names", nargs="*", help="which demo models (default: all)")
     demo.set_defaults(func=_demo_models)

@@ -343,6 +343,22 @@ def _generation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop", action="append", help="stop string (repeatable)")
 
 
+# One example per command, shown at the end of its --help.
+EXAMPLES = {
+    "models": "tokenwire models\n  tokenwire models tiny-llama --json",
+    "tokenize": 'tokenwire tokenize --model tiny-gpt2 "naïve café"',
+    "detokenize": "tokenwire detokenize --model tiny-gpt2 917 769",
+    "generate": 'tokenwire generate --model tiny-llama --stream --max-new-tokens 32 "Once upon a time"\n'
+    '  tokenwire generate --sample --temperature 0.8 --seed 7 -n 2 "Dear colleagues,"',
+    "chat": 'tokenwire chat --image cat.png "What is in this picture?"',
+    "fill-mask": 'tokenwire fill-mask --model tiny-bert "The capital of France, [MASK], contains the Eiffel Tower."',
+    "next-sentence": 'tokenwire next-sentence "I went to the store." "I bought some milk."',
+    "answer": 'tokenwire answer --question "Where is the cat?" --context "The cat sat on the mat."',
+    "classify-image": "tokenwire classify-image --image cat.png cat dog car",
+    "embed": 'tokenwire embed --normalize --text "a photo of a cat" --image cat.png',
+}
+
+
 def add_client_commands(sub: Any) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--target", default=DEFAULT_TARGET, help=f"server address (default {DEFAULT_TARGET})")
@@ -355,7 +371,14 @@ def add_client_commands(sub: Any) -> None:
     common.add_argument("--auth-token-file", metavar="FILE", help="send the bearer token in this file")
 
     def command(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = sub.add_parser(name, parents=[common], help=help)
+        p: argparse.ArgumentParser = sub.add_parser(
+            name,
+            parents=[common],
+            help=help,
+            description=help[0].upper() + help[1:] + ".",
+            epilog="example:\n  " + EXAMPLES[name],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         p.set_defaults(func=_run(func))
         return p
 
