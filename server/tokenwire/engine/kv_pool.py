@@ -43,10 +43,6 @@ class PoolShape:
         """K and V of one token in one layer."""
         return 2 * self.kv_heads * self.head_dim * torch.empty((), dtype=self.dtype).element_size()
 
-    @property
-    def bytes_per_layer(self) -> int:
-        return self.slots * self.slot_tokens * self.bytes_per_token
-
 
 class KVPool:
     """Per-layer K/V storage plus per-slot lengths (tokens held)."""
