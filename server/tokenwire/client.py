@@ -73,7 +73,7 @@ class Client:
         self.close()
 
 
-class _BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+class _BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):  # type: ignore[misc]
     """Adds `authorization: Bearer <token>` on a plaintext channel (gRPC only attaches call
     credentials to TLS channels)."""
 
@@ -91,7 +91,7 @@ class _BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInter
         return continuation(self._details(details), request)
 
 
-class _Details(grpc.ClientCallDetails):
+class _Details(grpc.ClientCallDetails):  # type: ignore[misc]  # grpcio ships no types
     def __init__(self, base: Any, metadata: Any) -> None:
         self.method, self.timeout, self.metadata = base.method, base.timeout, metadata
         self.credentials, self.wait_for_ready = base.credentials, base.wait_for_ready

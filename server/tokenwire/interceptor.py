@@ -176,7 +176,7 @@ def _wrap_stream(owner: ServerInterceptor, behavior: Callable[..., Any], method:
     return handler
 
 
-class ServerInterceptor(grpc.aio.ServerInterceptor):
+class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpcio ships no types
     """Wraps every unary-response and server-streaming handler (reflection, a bidi stream,
     passes through untouched; it is authenticated only through `auth_exempt`)."""
 

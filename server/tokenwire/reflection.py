@@ -16,7 +16,7 @@ from grpc_reflection.v1alpha import reflection_pb2_grpc
 from grpc_reflection.v1alpha._async import ReflectionServicer
 
 
-class _MethodAwareReflection(ReflectionServicer):
+class _MethodAwareReflection(ReflectionServicer):  # type: ignore[misc]  # grpcio ships no types
     def _file_containing_symbol(self, request: Any, fully_qualified_name: str) -> Any:
         try:
             self._pool.FindFileContainingSymbol(fully_qualified_name)
