@@ -283,6 +283,20 @@ async def load(
     }
 
 
+def compared(tw: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """One case's two sides, as its JSON object lists them."""
+    return {
+        "tokenwire_tokens_per_s": tw["tokens_per_s"],
+        "transformers_tokens_per_s": base["tokens_per_s"],
+        "tokenwire_wall_s": tw["wall_s"],
+        "transformers_wall_s": base["wall_s"],
+    }
+
+
+def ratio(tw: dict[str, Any], base: dict[str, Any]) -> float:
+    return round(tw["tokens_per_s"] / base["tokens_per_s"], 2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
@@ -343,39 +357,27 @@ def main() -> None:
             static_tw = asyncio.run(load(target, prompts, args.new_tokens, beams=1, greedy=True))
     finally:
         server.stop()
-    result["ratio"] = round(result["tokenwire"]["tokens_per_s"] / result["transformers"]["tokens_per_s"], 2)
-    result["beam"] = {
-        "num_beams": args.beams,
-        "tokenwire_tokens_per_s": beam_tw["tokens_per_s"],
-        "transformers_tokens_per_s": beam_base["tokens_per_s"],
-        "tokenwire_wall_s": beam_tw["wall_s"],
-        "transformers_wall_s": beam_base["wall_s"],
-    }
-    result["beam_ratio"] = round(beam_tw["tokens_per_s"] / beam_base["tokens_per_s"], 2)
+    result["ratio"] = ratio(result["tokenwire"], result["transformers"])
+    result["beam"] = {"num_beams": args.beams, **compared(beam_tw, beam_base)}
+    result["beam_ratio"] = ratio(beam_tw, beam_base)
     if not args.skip_churn:
         result["churn"] = {
             "requests": args.churn_requests,
             "arrival_interval_s": args.churn_interval,
             "new_tokens_range": list(churn_range),
             "tokens": churn_tw["tokens"],
-            "tokenwire_tokens_per_s": churn_tw["tokens_per_s"],
-            "transformers_tokens_per_s": churn_base["tokens_per_s"],
-            "tokenwire_wall_s": churn_tw["wall_s"],
-            "transformers_wall_s": churn_base["wall_s"],
+            **compared(churn_tw, churn_base),
             "ttft_ms": churn_tw["ttft_ms"],
         }
-        result["churn_ratio"] = round(churn_tw["tokens_per_s"] / churn_base["tokens_per_s"], 2)
+        result["churn_ratio"] = ratio(churn_tw, churn_base)
     if not args.skip_static:
         result["static"] = {
             "requests": args.requests,
             "new_tokens": args.new_tokens,
-            "tokenwire_tokens_per_s": static_tw["tokens_per_s"],
-            "transformers_tokens_per_s": static_base["tokens_per_s"],
-            "tokenwire_wall_s": static_tw["wall_s"],
-            "transformers_wall_s": static_base["wall_s"],
+            **compared(static_tw, static_base),
             "ttft_ms": static_tw["ttft_ms"],
         }
-        result["static_ratio"] = round(static_tw["tokens_per_s"] / static_base["tokens_per_s"], 2)
+        result["static_ratio"] = ratio(static_tw, static_base)
     result["cudnn_sdpa"] = bool(torch.backends.cuda.cudnn_sdp_enabled()) if args.device == "cuda" else None
     print(json.dumps(result, indent=None if args.json else 2))
 

@@ -126,7 +126,8 @@ class BatchState:
 
     def advance(self, running: list[Member], keep: Sequence[int], tokens: Sequence[int]) -> None:
         """After a step: `running` members go on; row k continues old row keep[k] with `tokens[k]`."""
-        self.kv.arrange(keep, self._shared_prefixes(running, keep))
+        moved = list(keep) != list(range(len(keep)))  # most steps: rows only leave the end, or none
+        self.kv.arrange(keep, self._shared_prefixes(running, keep) if moved else None)
         self._set_members(running)
         self.next_tokens = list(tokens)
 

@@ -33,13 +33,12 @@ import torch
 
 from .attention import BATCH_KEYWORD, StepBatch
 from .kv_pool import KVPool
+from .logits_check import relative_error, tolerance
 
 log = logging.getLogger(__name__)
 
 GRAPH_ROW_STEP = 8
 """Buckets past 8 rows grow by this many rows (vLLM's and SGLang's spacing)."""
-EQUAL_TOLERANCE = 3e-2
-"""Replayed vs eager logits, relative to the largest |logit| (bf16 arithmetic)."""
 
 
 def bucket_sizes(max_rows: int) -> tuple[int, ...]:
@@ -174,7 +173,6 @@ def _check_replay(step: StaticDecode) -> None:
         eager = step.run()
     finally:
         step.graph = graph
-    scale = float(eager.abs().max()) + 1e-6
-    err = float((replayed - eager).abs().max()) / scale
-    if err > EQUAL_TOLERANCE:
+    err = relative_error(replayed, eager)
+    if err > tolerance(step.pool.shape.dtype):
         raise RuntimeError(f"bucket {rows}: replayed logits differ from eager (relative error {err:.2e})")

@@ -36,7 +36,8 @@ class PoolRunner:
         self.chunk_tokens = 0
         """Tokens of the long prompt being prefilled in chunks (in the staging slot)."""
         self._written = [0] * pool.shape.slots
-        """Per slot, how far data may lie (positions written, by any row that held it)."""
+        """Per slot, how far data may lie from rows that held it before (recorded when a row
+        leaves or is replaced, not every step: a slot's current row has written `lengths`)."""
         self.graphs: DecodeGraphs | None = None
         """Static-shape decode steps per batch bucket (CUDA graphs on a GPU); None: eager steps."""
 
@@ -137,29 +138,32 @@ class PoolRunner:
         static = self.graphs.pick(self.rows) if self.graphs is not None else None
         if static is not None:
             static.load(tokens, self.lengths)
-            logits = static.run()[: self.rows].unsqueeze(1)
+            logits = static.run()[: self.rows]
         else:
             batch = StepBatch(self.pool, self.layer_of, "decode", rows=self.rows, positions=list(self.lengths))
             ids = torch.tensor(tokens, dtype=torch.long, device=self.device).view(-1, 1)
             pos = torch.tensor(self.lengths, dtype=torch.long, device=self.device).view(-1, 1)
-            logits = self._forward(ids, pos, batch, 1)
+            logits = self._forward(ids, pos, batch, 1)[:, -1, :]
         self.lengths = [n + 1 for n in self.lengths]
-        for slot, n in enumerate(self.lengths):
-            if n > self._written[slot]:
-                self._written[slot] = n
-        return self._host(logits[:, -1, :])
+        return self._host(logits)
 
     def arrange(self, index: Sequence[int], shared: Sequence[int] | None = None) -> None:
         """Row i continues old row index[i] (rows dropped, reordered, duplicated at once).
         `shared[i]`: leading tokens row i's slot holds already, the same as its source's (a beam
         following a sibling shares their prompt); only the rest is copied."""
         self._check_rows(len(index))
-        dst, src, tokens = arrangement_moves(index, self.lengths)
+        old = self.lengths
+        for slot in range(len(index), len(old)):  # rows leaving the end: remember what they wrote
+            self._written[slot] = max(self._written[slot], old[slot])
+        if list(index) == list(range(len(index))):  # the common step: nothing moves
+            self.lengths = old[: len(index)]
+            return
+        dst, src, tokens = arrangement_moves(index, old)
         start = min((shared[i] for i in dst), default=0) if shared is not None else 0
         self.pool.copy_slots(dst, src, tokens, start)
-        self.lengths = [self.lengths[j] for j in index]
+        self.lengths = [old[j] for j in index]
         for slot in dst:
-            self._occupy(slot, self.lengths[slot], tokens)
+            self._occupy(slot, self.lengths[slot], max(tokens, old[slot] if slot < len(old) else 0))
 
     def _occupy(self, slot: int, length: int, written: int) -> None:
         """Slot `slot` now holds a row of `length` tokens, data written up to `written`. Data
@@ -182,5 +186,7 @@ class PoolRunner:
             raise RuntimeError(f"{rows} rows exceed the KV pool's {limit} free slots")
 
     def reset(self) -> None:
+        for slot, n in enumerate(self.lengths):  # the data stays in the slots: remember how far
+            self._written[slot] = max(self._written[slot], n)
         self.lengths = []
-        self.chunk_tokens = 0  # slots keep their `_written` marks: their data is still there
+        self.chunk_tokens = 0

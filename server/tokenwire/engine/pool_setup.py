@@ -21,6 +21,7 @@ from ..models.loader import LoadedModel
 from ..models.placement import decoder_layers
 from . import attention, decode_graphs
 from .kv_pool import KVPool, PoolShape
+from .logits_check import relative_error, tolerance
 from .pool_runner import PoolRunner
 
 log = logging.getLogger(__name__)
@@ -195,14 +196,9 @@ def _probe(module: Any, runner: PoolRunner) -> None:
         ids = torch.tensor([prompt + [nxt[i]]], device=runner.device)
         ref = module(input_ids=ids, use_cache=False).logits[0].float().cpu()
         for got, want in ((first[i], ref[-2]), (second[i], ref[-1])):
-            scale = float(want.abs().max()) + 1e-6
-            err = float((got.float().cpu() - want).abs().max()) / scale
-            if err > _tolerance(runner.pool.shape.dtype):
+            err = relative_error(got, want)
+            if err > tolerance(runner.pool.shape.dtype):
                 raise NoPool(f"probe logits differ from the model's own forward (relative error {err:.2e})")
-
-
-def _tolerance(dtype: torch.dtype) -> float:
-    return 1e-4 if dtype == torch.float32 else 3e-2
 
 
 class _Recording(dict[int, int]):

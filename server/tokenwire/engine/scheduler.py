@@ -239,8 +239,9 @@ class Scheduler:
         """The core on `logits` (rows in `members` order): tokens emitted; returns the members
         that go on, the rows they continue and their next input tokens."""
         started = time.perf_counter()
-        samples = [(row, m) for row, m in spans(members) if isinstance(m, SampleRow)]
-        groups = [(row, m) for row, m in spans(members) if isinstance(m, BeamGroup)]
+        laid_out = list(spans(members))
+        samples = [(row, m) for row, m in laid_out if isinstance(m, SampleRow)]
+        groups = [(row, m) for row, m in laid_out if isinstance(m, BeamGroup)]
         keep: list[int] = []
         tokens: list[int] = []
         running: list[Member] = []
@@ -265,7 +266,7 @@ class Scheduler:
                     self._emit.close(group, FinishReason.LENGTH)
                 else:
                     beam_steps[id(group)] = (row, step)
-        for _, m in spans(members):  # members keep their order: rows move only when they must
+        for _, m in laid_out:  # members keep their order: rows move only when they must
             if id(m) in go_on:
                 keep.append(go_on[id(m)][0])
                 tokens.append(go_on[id(m)][1])
