@@ -18,6 +18,10 @@ class Task(str, enum.Enum):
     MULTIMODAL_CHAT = "multimodal_chat"
     CLASSIFY_IMAGE = "classify_image"
     EMBED = "embed"
+    CLASSIFY_TEXT = "classify_text"
+    CLASSIFY_TOKENS = "classify_tokens"
+    EMBED_TEXT = "embed_text"
+    RERANK = "rerank"
 
 
 # Which gRPC service answers for each task (health is reported per service).
@@ -29,6 +33,10 @@ SERVICE_OF_TASK: dict[Task, str] = {
     Task.MULTIMODAL_CHAT: "tokenwire.v1.Multimodal",
     Task.CLASSIFY_IMAGE: "tokenwire.v1.Multimodal",
     Task.EMBED: "tokenwire.v1.Multimodal",
+    Task.CLASSIFY_TEXT: "tokenwire.v1.Understanding",
+    Task.CLASSIFY_TOKENS: "tokenwire.v1.Understanding",
+    Task.EMBED_TEXT: "tokenwire.v1.Understanding",
+    Task.RERANK: "tokenwire.v1.Understanding",
 }
 
 # Architecture names (config.json "architectures") → tasks, matched exactly first, then by
@@ -41,6 +49,21 @@ _EXACT: dict[str, tuple[Task, ...]] = {
     "LlavaForConditionalGeneration": (Task.MULTIMODAL_CHAT,),
     "LlavaNextForConditionalGeneration": (Task.MULTIMODAL_CHAT,),
     "BertLMHeadModel": (Task.GENERATE,),
+    # Bare encoders: sentence embeddings (a sentence-transformers checkpoint declares one of these).
+    **dict.fromkeys(
+        (
+            "BertModel",
+            "RobertaModel",
+            "XLMRobertaModel",
+            "DistilBertModel",
+            "MPNetModel",
+            "DebertaV2Model",
+            "ElectraModel",
+            "ModernBertModel",
+            "NomicBertModel",
+        ),
+        (Task.EMBED_TEXT,),
+    ),
 }
 _SUFFIXES: tuple[tuple[str, tuple[Task, ...]], ...] = (
     ("ForCausalLM", (Task.GENERATE,)),
@@ -49,6 +72,9 @@ _SUFFIXES: tuple[tuple[str, tuple[Task, ...]], ...] = (
     ("ForNextSentencePrediction", (Task.NEXT_SENTENCE,)),
     ("ForQuestionAnswering", (Task.ANSWER_QUESTION,)),
     ("ForImageTextToText", (Task.MULTIMODAL_CHAT,)),
+    # A classifier with one output also serves Rerank (a cross-encoder): the loader adds it.
+    ("ForSequenceClassification", (Task.CLASSIFY_TEXT,)),
+    ("ForTokenClassification", (Task.CLASSIFY_TOKENS,)),
 )
 
 

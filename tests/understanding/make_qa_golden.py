@@ -1,19 +1,19 @@
-"""Record transformers' question-answering pipeline on the demo QA model, for test_question_answering.
+"""The reference answers for test_question_answering: transformers' question-answering pipeline
+on the demo QA model, for every case in qa_cases.CASES, written as JSON.
 
-transformers 5 removed the extractive question-answering pipeline, so the reference answers
-come from the last 4.x release that has it, recorded once into qa_pipeline_golden.json:
+transformers 5 removed the extractive question-answering pipeline, so this runs under 4.57,
+its last release with it. It is not run by hand: on every test run, qa_reference.py installs
+4.57 into build/reference/transformers-4.57 (once; then reused) and runs this file in a
+subprocess with the venv's python, that folder first on PYTHONPATH, and the very demo model
+folder the test server serves. The same by hand:
 
-    # a side directory with transformers 4.x; torch and the rest come from .venv
-    .venv/bin/pip install --target /tmp/tf4 --no-deps "transformers==4.57.*" \
-        "huggingface_hub<1.0,>=0.34" "tokenizers>=0.22,<0.23" requests urllib3 idna \
-        charset_normalizer certifi
-    .venv/bin/tokenwire demo-models --out /tmp/demo-models     # or any built demo dir
-    PYTHONPATH=/tmp/tf4 .venv/bin/python tests/understanding/make_qa_golden.py \
-        /tmp/demo-models tests/understanding/qa_pipeline_golden.json
+    .venv/bin/python tests/understanding/qa_reference.py      # prints the side folder
+    PYTHONPATH=build/reference/transformers-4.57:tests/understanding \\
+        .venv/bin/python tests/understanding/make_qa_golden.py MODELS_DIR answers.json
 
-It imports no tokenwire code (tokenwire needs transformers 5). The pipeline runs with
-max_seq_len = the served window and doc_stride = the server's effective stride, so windows
-are the same; every other parameter is the request's.
+It imports no tokenwire code (tokenwire needs transformers 5), and refuses to run under any
+transformers but 4.57. The pipeline runs with max_seq_len = the served window and doc_stride =
+the server's effective stride, so windows are the same; every other parameter is the request's.
 """
 
 from __future__ import annotations
@@ -21,16 +21,19 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-
-import transformers
-from transformers import AutoModelForQuestionAnswering, AutoTokenizer, pipeline
+from typing import Any
 
 from qa_cases import CASES, WINDOWS, effective_doc_stride
 
 
-def main(models_dir: str, out: str) -> None:
-    path = Path(models_dir) / "tiny-bert-qa"
-    stamp = (path / "tokenwire-demo.stamp").read_text().split()[0]
+def reference_answers(models_dir: Path) -> dict[str, Any]:
+    """{"transformers": its version, "cases": {case id: [answer dicts, best first]}}."""
+    import transformers
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, pipeline
+
+    if not transformers.__version__.startswith("4.57."):
+        raise SystemExit(f"the reference needs transformers 4.57, this is {transformers.__version__}")
+    path = models_dir / "tiny-bert-qa"
     qa = pipeline(
         "question-answering",
         model=AutoModelForQuestionAnswering.from_pretrained(path),
@@ -54,15 +57,16 @@ def main(models_dir: str, out: str) -> None:
             {"answer": a["answer"], "score": float(a["score"]), "start": int(a["start"]), "end": int(a["end"])}
             for a in answers
         ]
-    Path(out).write_text(
-        json.dumps(
-            {"transformers": transformers.__version__, "demo_factory": stamp, "cases": cases},
-            indent=1,
-            ensure_ascii=False,
-        )
-        + "\n"
-    )
+    assert "tokenwire" not in sys.modules, "the reference must not import tokenwire"
+    return {"transformers": transformers.__version__, "cases": cases}
+
+
+def main(models_dir: str, out: str) -> None:
+    answers = reference_answers(Path(models_dir))
+    Path(out).write_text(json.dumps(answers, indent=1, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    if len(sys.argv) != 3:
+        sys.exit("usage: make_qa_golden.py MODELS_DIR OUT_JSON")
+    main(sys.argv[1], sys.argv[2])

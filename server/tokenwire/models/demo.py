@@ -20,6 +20,7 @@ Guarantees, and why:
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -33,6 +34,9 @@ from transformers import (
     BertConfig,
     BertForPreTraining,
     BertForQuestionAnswering,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    BertModel,
     CLIPConfig,
     CLIPModel,
     CLIPProcessor,
@@ -76,6 +80,11 @@ DEMO_MODEL_NAMES: tuple[str, ...] = (
     "tiny-bert-qa",
     "tiny-llava",
     "tiny-clip",
+    "tiny-bert-classifier",
+    "tiny-bert-ner",
+    "tiny-bert-embed",
+    "tiny-bert-reranker",
+    "tiny-bert-sentiment",
 )
 
 # Toy shapes shared by every model: big enough to have real structure (several heads, GQA in
@@ -213,6 +222,101 @@ def _build_tiny_bert_qa(dst: Path) -> None:
     _save(dst, BertForQuestionAnswering(_bert_config(len(tok))), tok)
 
 
+SENTIMENT_LABELS = ("negative", "neutral", "positive")
+NER_LABELS = ("O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG")
+
+
+def _labelled_bert_config(vocab_size: int, labels: tuple[str, ...], **extra: object) -> BertConfig:
+    config = _bert_config(vocab_size)
+    config.id2label = dict(enumerate(labels))
+    config.label2id = {label: i for i, label in enumerate(labels)}
+    for key, value in extra.items():
+        setattr(config, key, value)
+    return config
+
+
+def _write_json(path: Path, value: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+
+
+def _build_tiny_bert_classifier(dst: Path) -> None:
+    """A fine-tuned-style sentiment classifier: three labels, single-label (softmax)."""
+    tok = bert_tokenizer()
+    config = _labelled_bert_config(len(tok), SENTIMENT_LABELS, problem_type="single_label_classification")
+    _save(dst, BertForSequenceClassification(config), tok)
+
+
+def _build_tiny_bert_ner(dst: Path) -> None:
+    """A named-entity tagger with BIO labels (people, places, organisations)."""
+    tok = bert_tokenizer()
+    _save(dst, BertForTokenClassification(_labelled_bert_config(len(tok), NER_LABELS)), tok)
+
+
+def _build_tiny_bert_embed(dst: Path) -> None:
+    """A sentence-transformers checkpoint as the library saves one: the BertModel at the root,
+    then modules.json naming Transformer → Pooling (mean) → Normalize."""
+    tok = bert_tokenizer()
+    _save(dst, BertModel(_bert_config(len(tok))), tok)
+    prefix = "sentence_transformers.models."
+    _write_json(
+        dst / "modules.json",
+        [
+            {"idx": 0, "name": "0", "path": "", "type": prefix + "Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": prefix + "Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": prefix + "Normalize"},
+        ],
+    )
+    _write_json(
+        dst / "1_Pooling" / "config.json",
+        {
+            "word_embedding_dimension": HIDDEN,
+            "pooling_mode_cls_token": False,
+            "pooling_mode_mean_tokens": True,
+            "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False,
+            "pooling_mode_weightedmean_tokens": False,
+            "pooling_mode_lasttoken": False,
+            "include_prompt": True,
+        },
+    )
+    (dst / "2_Normalize").mkdir()
+    _write_json(dst / "sentence_bert_config.json", {"max_seq_length": 256, "do_lower_case": False})
+    _write_json(dst / "config_sentence_transformers.json", {"similarity_fn_name": "cosine"})
+
+
+def _build_tiny_bert_reranker(dst: Path) -> None:
+    """A cross-encoder: a sequence classifier with one output, sigmoid as its activation (the
+    config entry sentence-transformers' CrossEncoder writes)."""
+    tok = bert_tokenizer()
+    config = _labelled_bert_config(
+        len(tok),
+        ("LABEL_0",),
+        sentence_transformers={"activation_fn": "torch.nn.modules.activation.Sigmoid"},
+    )
+    _save(dst, BertForSequenceClassification(config), tok)
+
+
+def _build_tiny_bert_sentiment(dst: Path) -> None:
+    """ "BERT for any task": a bare BertModel plus a custom head — Linear(hidden, 1) and a
+    sigmoid, one "positive" score — in tokenwire_head.json + head.safetensors."""
+    from safetensors.torch import save_file
+
+    tok = bert_tokenizer()
+    _save(dst, BertModel(_bert_config(len(tok))), tok)
+    head = torch.nn.Sequential(torch.nn.Linear(HIDDEN, 1))
+    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(dst / "head.safetensors"))
+    _write_json(
+        dst / "tokenwire_head.json",
+        {
+            "pooling": "cls",
+            "layers": [{"type": "linear", "in": HIDDEN, "out": 1}],
+            "output": "sigmoid",
+            "labels": ["positive"],
+        },
+    )
+
+
 def _build_tiny_llava(dst: Path) -> None:
     tok = llama_tokenizer()
     tok.add_tokens([AddedToken(IMAGE_TOKEN, special=True, normalized=False)], special_tokens=True)
@@ -268,6 +372,11 @@ _BUILDERS: dict[str, Builder] = {
     "tiny-bert-qa": _build_tiny_bert_qa,
     "tiny-llava": _build_tiny_llava,
     "tiny-clip": _build_tiny_clip,
+    "tiny-bert-classifier": _build_tiny_bert_classifier,
+    "tiny-bert-ner": _build_tiny_bert_ner,
+    "tiny-bert-embed": _build_tiny_bert_embed,
+    "tiny-bert-reranker": _build_tiny_bert_reranker,
+    "tiny-bert-sentiment": _build_tiny_bert_sentiment,
 }
 assert tuple(_BUILDERS) == DEMO_MODEL_NAMES
 

@@ -14,6 +14,7 @@ from transformers import PretrainedConfig
 
 from ..config import ModelSpec
 from ..tasks import Task
+from .encoder_profile import EncoderProfile
 from .placement import Reservation
 
 
@@ -52,6 +53,8 @@ class LoadedModel:
     """bos/eos/pad/unk/mask/sep/cls → ids (eos may be several: generation_config's too)."""
     special_tokens: dict[str, str] = field(default_factory=dict)
     """"bos_token", "mask_token", … (and "image_token") → the token's text."""
+    encoder: EncoderProfile = field(default_factory=EncoderProfile)
+    """Labels, score functions and pooling of the encoder tasks (empty for other models)."""
 
     def first_module(self) -> torch.nn.Module:
         return next(iter(self.modules.values()))

@@ -30,6 +30,8 @@ from ..tasks import Task, tasks_for_architecture
 from . import placement
 from . import quantization as qz
 from .adapters import merge_adapter
+from .custom_head import attach_head
+from .encoder_profile import EncoderProfile, has_custom_head, implied_tasks, local_dir, read_profile
 from .generation_config import lenient_generation_config
 from .load_error import ModelLoadError
 from .loaded_model import LoadedModel
@@ -47,7 +49,13 @@ _AUTO_CLASS_OF_TASK: dict[Task, str] = {
     Task.MULTIMODAL_CHAT: "AutoModelForImageTextToText",
     Task.CLASSIFY_IMAGE: "AutoModel",
     Task.EMBED: "AutoModel",
+    Task.CLASSIFY_TEXT: "AutoModelForSequenceClassification",
+    Task.CLASSIFY_TOKENS: "AutoModelForTokenClassification",
+    Task.EMBED_TEXT: "AutoModel",
+    Task.RERANK: "AutoModelForSequenceClassification",
 }
+# Tasks a custom head (tokenwire_head.json) serves: its module is the bare encoder plus the head.
+_HEAD_TASKS = frozenset({Task.CLASSIFY_TEXT, Task.RERANK})
 # Tasks whose inputs go through a processor (images), not only a tokenizer.
 _PROCESSOR_TASKS = frozenset({Task.MULTIMODAL_CHAT, Task.CLASSIFY_IMAGE, Task.EMBED})
 _TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -154,11 +162,12 @@ def _load_open_clip(spec: ModelSpec, config: PretrainedConfig, tasks: tuple[Task
     )
 
 
-def resolve_tasks(spec: ModelSpec, architecture: str) -> tuple[Task, ...]:
-    """The configured tasks, or those the architecture implies."""
+def resolve_tasks(spec: ModelSpec, architecture: str, config: PretrainedConfig) -> tuple[Task, ...]:
+    """The configured tasks, or those the architecture and the checkpoint's files imply
+    (custom heads, one-output classifiers: see encoder_profile.implied_tasks)."""
     if spec.tasks:
         return spec.tasks
-    inferred = tasks_for_architecture(architecture)
+    inferred = implied_tasks(spec, config, tasks_for_architecture(architecture))
     if not inferred:
         raise ModelLoadError(
             f"cannot infer tasks from architecture {architecture!r}; set key 'tasks' "
@@ -296,11 +305,37 @@ def _remaining(plan: placement.Plan) -> dict[placement.Device, int] | None:
     }
 
 
-def _classes_for(architecture: str, tasks: tuple[Task, ...]) -> dict[Task, Any]:
+def _classes_for(architecture: str, tasks: tuple[Task, ...], custom_head: bool = False) -> dict[Task, Any]:
     own = getattr(transformers, architecture, None)
     if own is not None and set(tasks) <= set(tasks_for_architecture(architecture)):
         return {task: own for task in tasks}
-    return {task: getattr(transformers, _AUTO_CLASS_OF_TASK[task]) for task in tasks}
+    return {
+        task: transformers.AutoModel if custom_head and task in _HEAD_TASKS else getattr(transformers, name)
+        for task, name in ((t, _AUTO_CLASS_OF_TASK[t]) for t in tasks)
+    }
+
+
+def _check_rerank(spec: ModelSpec, tasks: tuple[Task, ...], profile: EncoderProfile) -> None:
+    if Task.RERANK in tasks and len(profile.labels) != 1:
+        raise ModelLoadError(
+            f"model {spec.name!r}, key 'tasks': rerank needs a classifier with one output "
+            f"(a cross-encoder), this one has {len(profile.labels)}"
+        )
+
+
+def _attach_heads(spec: ModelSpec, modules: dict[Task, torch.nn.Module]) -> None:
+    """Wrap the encoder serving ClassifyText / Rerank with the checkpoint's custom head."""
+    directory = local_dir(spec)
+    assert directory is not None
+    headed: dict[int, torch.nn.Module] = {}
+    for task, module in modules.items():
+        if task in _HEAD_TASKS:
+            if id(module) not in headed:
+                try:
+                    headed[id(module)] = attach_head(module, directory)
+                except ModelLoadError as exc:
+                    raise ModelLoadError(f"model {spec.name!r}: {exc}") from exc
+            modules[task] = headed[id(module)]
 
 
 def _load_tokenizer(spec: ModelSpec, tasks: tuple[Task, ...]) -> tuple[Any, Any | None]:
@@ -319,7 +354,7 @@ def preflight(spec: ModelSpec) -> None:
     others serve). Raises ModelLoadError naming the model, the key and what to change."""
     try:
         config, architecture = read_architecture(spec)
-        tasks = resolve_tasks(spec, architecture)
+        tasks = resolve_tasks(spec, architecture, config)
     except ModelLoadError:
         return
     if architecture == OPEN_CLIP:
@@ -328,20 +363,24 @@ def preflight(spec: ModelSpec) -> None:
     max_input = min(spec.max_input_tokens or min(window, DEFAULT_MAX_INPUT_TOKENS), window)
     q = qz.resolve(spec, config, _targets_gpu(spec))
     budgets: dict[placement.Device, int] | None = None
-    for cls in dict.fromkeys(_classes_for(architecture, tasks).values()):
+    for cls in dict.fromkeys(_classes_for(architecture, tasks, has_custom_head(spec)).values()):
         budgets = _remaining(_plan(spec, cls, config, tasks, q, max_input, window, budgets).plan)
 
 
 def load_model(spec: ModelSpec) -> LoadedModel:
     """Plan, then load weights and tokenizer for one registry entry. Raises ModelLoadError."""
     config, architecture = read_architecture(spec)
-    tasks = resolve_tasks(spec, architecture)
+    tasks = resolve_tasks(spec, architecture, config)
     if architecture == OPEN_CLIP:
         return _load_open_clip(spec, config, tasks)
     window = _context_window(config)
+    profile = read_profile(spec, config, tasks)
+    _check_rerank(spec, tasks, profile)
     # Unset: the model's window, capped so that the memory reserved for a full batch of the
     # longest prompts stays sane on long-context models (128k windows); raise it explicitly.
-    max_input = min(spec.max_input_tokens or min(window, DEFAULT_MAX_INPUT_TOKENS), window)
+    # A sentence-transformers checkpoint's max_seq_length caps it too (the library cuts there).
+    default_input = min(window, DEFAULT_MAX_INPUT_TOKENS, profile.max_seq_length or window)
+    max_input = min(spec.max_input_tokens or default_input, window)
     q = qz.resolve(spec, config, _targets_gpu(spec))
     common: dict[str, Any] = {
         "dtype": _load_dtype(spec),
@@ -359,7 +398,8 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     by_class: dict[Any, torch.nn.Module] = {}
     plans: list[_Planned] = []
     budgets: dict[placement.Device, int] | None = None
-    for task, cls in _classes_for(architecture, tasks).items():
+    custom_head = profile.head is not None
+    for task, cls in _classes_for(architecture, tasks, custom_head).items():
         if cls not in by_class:
             planned = _plan(spec, cls, config, tasks, q, max_input, window, budgets)
             log.info(
@@ -378,6 +418,8 @@ def load_model(spec: ModelSpec) -> LoadedModel:
             plans.append(planned)
             budgets = _remaining(planned.plan)
         modules[task] = by_class[cls]
+    if custom_head:
+        _attach_heads(spec, modules)
     tokenizer, processor = _load_tokenizer(spec, tasks)
 
     first = next(iter(by_class.values()))
@@ -413,4 +455,5 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         vocab_size=len(tokenizer),
         special_token_ids=special_ids,
         special_tokens=special_texts,
+        encoder=profile,
     )

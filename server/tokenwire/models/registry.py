@@ -46,8 +46,8 @@ class ModelRegistry:
         self.entries: dict[str, ModelEntry] = {}
         for spec in specs:
             try:
-                _, architecture = read_architecture(spec)
-                entry = ModelEntry(spec, resolve_tasks(spec, architecture), architecture)
+                config, architecture = read_architecture(spec)
+                entry = ModelEntry(spec, resolve_tasks(spec, architecture, config), architecture)
             except ModelLoadError as exc:
                 entry = ModelEntry(spec, spec.tasks, "", ModelState.FAILED, str(exc))
                 log.error("model %s failed: %s", spec.name, exc)

@@ -15,6 +15,10 @@ TASK_TO_PB: dict[Task, models_pb2.Task] = {
     Task.MULTIMODAL_CHAT: models_pb2.TASK_MULTIMODAL_CHAT,
     Task.CLASSIFY_IMAGE: models_pb2.TASK_CLASSIFY_IMAGE,
     Task.EMBED: models_pb2.TASK_EMBED,
+    Task.CLASSIFY_TEXT: models_pb2.TASK_CLASSIFY_TEXT,
+    Task.CLASSIFY_TOKENS: models_pb2.TASK_CLASSIFY_TOKENS,
+    Task.EMBED_TEXT: models_pb2.TASK_EMBED_TEXT,
+    Task.RERANK: models_pb2.TASK_RERANK,
 }
 PB_TO_TASK: dict[int, Task] = {v: k for k, v in TASK_TO_PB.items()}
 STATE_TO_PB: dict[ModelState, models_pb2.ModelState] = {
@@ -68,8 +72,10 @@ def model_info(entry: ModelEntry, decode: DecodeInfo | None = None) -> models_pb
     info.embedding_dimensions = (
         int(getattr(loaded.config, "projection_dim", 0) or 0)
         if {Task.EMBED, Task.CLASSIFY_IMAGE} & set(loaded.tasks)
-        else 0
+        else loaded.encoder.embedding_dimensions
     )
+    info.labels.extend(loaded.encoder.labels)
+    info.pooling = loaded.encoder.pooling
     ids = loaded.special_token_ids
     for name, field in _SPECIAL_ID_FIELDS.items():
         if name in ids:

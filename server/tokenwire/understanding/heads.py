@@ -28,6 +28,12 @@ class Needs:
     """The two NSP logits of the pooled [CLS] output."""
     spans: bool = False
     """Start and end logits of every (unpadded) position (question answering)."""
+    sequence_logits: bool = False
+    """The row's classifier logits (text classification, reranking, custom heads)."""
+    token_logits: bool = False
+    """The classifier logits of every (unpadded) position (token classification)."""
+    token_states: bool = False
+    """The last hidden state of every (unpadded) position (sentence embeddings)."""
 
 
 @dataclass
@@ -42,6 +48,10 @@ class RowOutputs:
     """[length] start logits."""
     end: torch.Tensor | None = None
     """[length] end logits."""
+    logits: torch.Tensor | None = None
+    """[labels] (sequence_logits) or [length, labels] (token_logits)."""
+    states: torch.Tensor | None = None
+    """[length, hidden] last hidden states."""
 
 
 @dataclass(frozen=True)
@@ -115,8 +125,8 @@ class EncoderHeads:
             logits = _attr(self.module, split.nsp_head)(pooled)
             for j, i in enumerate(nsp_rows):
                 rows[i].next_sentence = logits[j]
-        if any(n.spans for n in needs):
-            raise RuntimeError(f"{type(self.module).__name__} has no span head")
+        if any(n.spans or n.sequence_logits or n.token_logits or n.token_states for n in needs):
+            raise RuntimeError(f"{type(self.module).__name__} serves fill-mask and next-sentence rows only")
         return rows
 
     def _run_generic(
@@ -133,5 +143,11 @@ class EncoderHeads:
             if n.spans:
                 row.start = outputs.start_logits[i, :length]
                 row.end = outputs.end_logits[i, :length]
+            if n.sequence_logits:
+                row.logits = outputs.logits[i]
+            if n.token_logits:
+                row.logits = outputs.logits[i, :length]
+            if n.token_states:
+                row.states = outputs.last_hidden_state[i, :length]
             rows.append(row)
         return rows
