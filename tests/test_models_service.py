@@ -17,6 +17,11 @@ EXPECTED_TASKS = {
     "tiny-bert-qa": [models_pb2.TASK_ANSWER_QUESTION],
     "tiny-llava": [models_pb2.TASK_MULTIMODAL_CHAT],
     "tiny-clip": [models_pb2.TASK_CLASSIFY_IMAGE, models_pb2.TASK_EMBED],
+    "tiny-bert-classifier": [models_pb2.TASK_CLASSIFY_TEXT],
+    "tiny-bert-ner": [models_pb2.TASK_CLASSIFY_TOKENS],
+    "tiny-bert-embed": [models_pb2.TASK_EMBED_TEXT],
+    "tiny-bert-reranker": [models_pb2.TASK_CLASSIFY_TEXT, models_pb2.TASK_RERANK],
+    "tiny-bert-sentiment": [models_pb2.TASK_CLASSIFY_TEXT, models_pb2.TASK_RERANK],
 }
 
 
@@ -121,7 +126,7 @@ def test_unknown_model_lists_available(client: Client) -> None:
         assert "'gpt-5' not found" in err.details() and "tiny-llama" in err.details()
 
 
-def test_demo_config_serves_all_six(demo_models_dir) -> None:  # type: ignore[no-untyped-def]
+def test_demo_config_serves_every_demo_model(demo_models_dir) -> None:  # type: ignore[no-untyped-def]
     names = [spec.name for spec in demo_config(demo_models_dir).models]
     assert sorted(names) == sorted(EXPECTED_TASKS)
 

@@ -78,6 +78,10 @@ _TASK_OF_COMMAND = {
     "answer": "TASK_ANSWER_QUESTION",
     "classify-image": "TASK_CLASSIFY_IMAGE",
     "embed": "TASK_EMBED",
+    "classify-text": "TASK_CLASSIFY_TEXT",
+    "classify-tokens": "TASK_CLASSIFY_TOKENS",
+    "embed-text": "TASK_EMBED_TEXT",
+    "rerank": "TASK_RERANK",
 }
 
 
@@ -282,6 +286,109 @@ def _answer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _enum_value(enum: Any, prefix: str, choice: str | None) -> int:
+    """A lower-case --option choice ("softmax") → its enum value (CLASSIFY_FUNCTION_SOFTMAX);
+    None → 0, the UNSPECIFIED value (the model's own)."""
+    return int(enum.Value(prefix + choice.upper())) if choice else 0
+
+
+def _classify_text(args: argparse.Namespace) -> int:
+    from .v1 import understanding_pb2
+
+    pairs = args.pair or []
+    if pairs and len(pairs) != len(args.texts):
+        raise SystemExit(f"error: {len(pairs)} --pair for {len(args.texts)} texts; give one --pair per text")
+    inputs = [
+        understanding_pb2.TextInput(text=text, text_pair=pairs[i] if pairs else "") for i, text in enumerate(args.texts)
+    ]
+    with _client(args) as c:
+        reply = c.understanding.ClassifyText(
+            understanding_pb2.ClassifyTextRequest(
+                model=args.model,
+                inputs=inputs,
+                top_k=args.top_k,
+                function=_enum_value(understanding_pb2.ClassifyFunction, "CLASSIFY_FUNCTION_", args.function),
+                truncate=args.truncate,
+            ),
+            timeout=args.timeout,
+        )
+    if args.json:
+        _print_json(reply)
+    else:
+        for i, result in enumerate(reply.results):
+            for label in result.labels:
+                print(f"input {i}\t{label.score:.4f}\t{label.label}")
+    return 0
+
+
+def _classify_tokens(args: argparse.Namespace) -> int:
+    from .v1 import understanding_pb2
+
+    with _client(args) as c:
+        reply = c.understanding.ClassifyTokens(
+            understanding_pb2.ClassifyTokensRequest(
+                model=args.model,
+                text=args.text,
+                aggregation=_enum_value(understanding_pb2.Aggregation, "AGGREGATION_", args.aggregation),
+                ignore_labels=args.ignore_label or [],
+                truncate=args.truncate,
+            ),
+            timeout=args.timeout,
+        )
+    if args.json:
+        _print_json(reply)
+    else:
+        for e in reply.entities:
+            print(f"{e.score:.4f}\t[{e.start}, {e.end})\t{e.label}\t{e.word}")
+    return 0
+
+
+def _embed_text(args: argparse.Namespace) -> int:
+    from .v1 import understanding_pb2
+
+    with _client(args) as c:
+        reply = c.understanding.EmbedText(
+            understanding_pb2.EmbedTextRequest(
+                model=args.model,
+                texts=args.texts,
+                pooling=_enum_value(understanding_pb2.Pooling, "POOLING_", args.pooling),
+                normalize=args.normalize,
+                dimensions=args.dimensions,
+                truncate=args.truncate,
+            ),
+            timeout=args.timeout,
+        )
+    if args.json:
+        _print_json(reply)
+    else:
+        for e in reply.embeddings:
+            print(" ".join(f"{v:.5f}" for v in e.values))
+    return 0
+
+
+def _rerank(args: argparse.Namespace) -> int:
+    from .v1 import understanding_pb2
+
+    with _client(args) as c:
+        reply = c.understanding.Rerank(
+            understanding_pb2.RerankRequest(
+                model=args.model,
+                query=args.query,
+                documents=args.documents,
+                top_n=args.top_n,
+                truncate=args.truncate,
+                raw_scores=args.raw_scores,
+            ),
+            timeout=args.timeout,
+        )
+    if args.json:
+        _print_json(reply)
+    else:
+        for r in reply.results:
+            print(f"{r.score:.4f}\t{r.index}\t{args.documents[r.index]}")
+    return 0
+
+
 def _classify_image(args: argparse.Namespace) -> int:
     from .v1 import multimodal_pb2
 
@@ -354,6 +461,11 @@ EXAMPLES = {
     "fill-mask": 'tokenwire fill-mask --model tiny-bert "The capital of France, [MASK], contains the Eiffel Tower."',
     "next-sentence": 'tokenwire next-sentence "I went to the store." "I bought some milk."',
     "answer": 'tokenwire answer --question "Where is the cat?" --context "The cat sat on the mat."',
+    "classify-text": 'tokenwire classify-text --top-k 2 "What a lovely day." "The service was slow."\n'
+    '  tokenwire classify-text --pair "A man eats food." "A man is eating."',
+    "classify-tokens": 'tokenwire classify-tokens --aggregation simple "Ada Lovelace lived in London."',
+    "embed-text": 'tokenwire embed-text --normalize --dimensions 32 "a sentence" "another sentence"',
+    "rerank": 'tokenwire rerank --top-n 2 --query "capital of France" "Paris is in France." "Berlin is in Germany."',
     "classify-image": "tokenwire classify-image --image cat.png cat dog car",
     "embed": 'tokenwire embed --normalize --text "a photo of a cat" --image cat.png',
 }
@@ -422,6 +534,41 @@ def add_client_commands(sub: Any) -> None:
     p.add_argument(
         "--handle-impossible-answer", action="store_true", help="allow the empty answer when the model rates it best"
     )
+    p = command("classify-text", _classify_text, "label texts or text pairs with a text classifier")
+    p.add_argument("--model", help="model name (default: the first ready model that does this)")
+    p.add_argument("--pair", action="append", help="second text of a pair, one per text, in order (repeatable)")
+    p.add_argument("--top-k", type=int, default=0, help="labels per text (default: all)")
+    p.add_argument(
+        "--function", choices=["softmax", "sigmoid", "none"], help="logits to scores (default: the model's own)"
+    )
+    p.add_argument("--truncate", action="store_true", help="cut a text over the model's limit")
+    p.add_argument("texts", nargs="+")
+    p = command("classify-tokens", _classify_tokens, "tag the entities of a text with a token classifier")
+    p.add_argument("--model", help="model name (default: the first ready model that does this)")
+    p.add_argument(
+        "--aggregation",
+        choices=["none", "simple", "first", "average", "max"],
+        help="group tokens into entities (default none: one per token)",
+    )
+    p.add_argument("--ignore-label", action="append", help='leave this label out (repeatable; default "O")')
+    p.add_argument("--truncate", action="store_true", help="cut a text over the model's limit")
+    p.add_argument("text")
+    p = command("embed-text", _embed_text, "embed texts with a sentence embedding model")
+    p.add_argument("--model", help="model name (default: the first ready model that does this)")
+    p.add_argument(
+        "--pooling", choices=["cls", "mean", "max", "last"], help="token vectors to one (default: the model's own)"
+    )
+    p.add_argument("--normalize", action="store_true", help="scale each vector to unit length")
+    p.add_argument("--dimensions", type=int, default=0, help="keep the first N values (default: all)")
+    p.add_argument("--truncate", action="store_true", help="cut a text over the model's limit")
+    p.add_argument("texts", nargs="+")
+    p = command("rerank", _rerank, "score documents by relevance to a query with a cross-encoder")
+    p.add_argument("--model", help="model name (default: the first ready model that does this)")
+    p.add_argument("--query", required=True)
+    p.add_argument("--top-n", type=int, default=0, help="documents returned, best first (default: all)")
+    p.add_argument("--raw-scores", action="store_true", help="the model's raw logits instead of its scores")
+    p.add_argument("--truncate", action="store_true", help="cut a pair over the model's limit")
+    p.add_argument("documents", nargs="+")
     p = command("classify-image", _classify_image, "zero-shot image classification")
     p.add_argument("--model", help="model name (default: the first ready model that does this)")
     p.add_argument("--image", required=True)

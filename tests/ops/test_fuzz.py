@@ -18,7 +18,19 @@ ALLOWED = {
     grpc.StatusCode.FAILED_PRECONDITION,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
-MODELS = ["tiny-llama", "tiny-gpt2", "tiny-bert", "tiny-bert-qa", "tiny-llava", "tiny-clip"]
+MODELS = [
+    "tiny-llama",
+    "tiny-gpt2",
+    "tiny-bert",
+    "tiny-bert-qa",
+    "tiny-llava",
+    "tiny-clip",
+    "tiny-bert-classifier",
+    "tiny-bert-ner",
+    "tiny-bert-embed",
+    "tiny-bert-reranker",
+    "tiny-bert-sentiment",
+]
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 
 texts = st.one_of(
@@ -128,6 +140,47 @@ def test_fuzz_understanding(client: Client, model: str, a: str, b: str, k: int, 
             max_answer_length=k,
             doc_stride=k % 600,
             handle_impossible_answer=flag,
+        ),
+    )
+
+
+enum_values = st.integers(0, 6) | st.integers(0, 2**31 - 1)
+
+
+@FUZZ
+@given(models, st.lists(texts, max_size=40), texts, u32, enum_values, st.booleans())
+def test_fuzz_encoder_tasks(client: Client, model: str, batch: list[str], a: str, k: int, enum: int, flag: bool) -> None:
+    u = client.understanding
+    inputs = [understanding_pb2.TextInput(text=t, text_pair=a if flag else "") for t in batch]
+    check(
+        u.ClassifyText,
+        understanding_pb2.ClassifyTextRequest(model=model, inputs=inputs, top_k=k, function=enum, truncate=flag),  # type: ignore[arg-type]
+    )
+    check(
+        u.ClassifyTokens,
+        understanding_pb2.ClassifyTokensRequest(
+            model=model,
+            text=a,
+            aggregation=enum,  # type: ignore[arg-type]
+            ignore_labels=batch[:3],
+            truncate=flag,
+        ),
+    )
+    check(
+        u.EmbedText,
+        understanding_pb2.EmbedTextRequest(
+            model=model,
+            texts=batch,
+            pooling=enum,  # type: ignore[arg-type]
+            normalize=flag,
+            dimensions=k,
+            truncate=flag,
+        ),
+    )
+    check(
+        u.Rerank,
+        understanding_pb2.RerankRequest(
+            model=model, query=a, documents=batch, top_n=k, truncate=flag, raw_scores=not flag
         ),
     )
 

@@ -82,7 +82,7 @@ class HeadSpec:
 
 
 def _fail(where: str, message: str) -> ModelLoadError:
-    return ModelLoadError(f"{HEAD_CONFIG} {where}: {message}")
+    return ModelLoadError(f"{HEAD_CONFIG}{' ' + where if where else ''}: {message}")
 
 
 def _positive(entry: dict[str, Any], key: str, where: str) -> int:

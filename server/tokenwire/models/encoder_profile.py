@@ -84,6 +84,13 @@ def has_custom_head(spec: ModelSpec) -> bool:
     return directory is not None and (directory / HEAD_CONFIG).is_file()
 
 
+def _head_spec(spec: ModelSpec, directory: Path) -> HeadSpec:
+    try:
+        return read_head_spec(directory)
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"model {spec.name!r}: {exc}") from exc
+
+
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -97,7 +104,7 @@ def implied_tasks(spec: ModelSpec, config: PretrainedConfig, architecture_tasks:
     one output is a cross-encoder and reranks too."""
     directory = local_dir(spec)
     if directory is not None and (directory / HEAD_CONFIG).is_file():
-        head = read_head_spec(directory)
+        head = _head_spec(spec, directory)
         return (Task.CLASSIFY_TEXT, Task.RERANK) if head.outputs == 1 else (Task.CLASSIFY_TEXT,)
     if Task.CLASSIFY_TEXT in architecture_tasks and getattr(config, "num_labels", 0) == 1:
         return (*architecture_tasks, Task.RERANK)
@@ -181,7 +188,7 @@ def read_profile(spec: ModelSpec, config: PretrainedConfig, tasks: tuple[Task, .
     """Everything above for a model serving `tasks` (reads small JSON files only)."""
     directory = local_dir(spec)
     head = (
-        read_head_spec(directory)
+        _head_spec(spec, directory)
         if directory is not None and _TEXT_CLASSIFIER_TASKS & set(tasks) and (directory / HEAD_CONFIG).is_file()
         else None
     )
