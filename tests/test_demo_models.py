@@ -103,12 +103,19 @@ def test_second_build_is_a_no_op(models_dir: Path) -> None:
     assert after == before
 
 
+def _files(root: Path) -> list[str]:
+    """Every file under a model directory (sentence-transformers layouts have subfolders)."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
 def test_builds_are_byte_identical(models_dir: Path, tmp_path: Path) -> None:
     clear_learned_vocabularies()  # relearn the tokenizers too, not just re-seed the weights
     again = build_demo_models(tmp_path)
     for name, d in again.items():
         files = sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file())
-        assert files == sorted(str(p.relative_to(models_dir / name)) for p in (models_dir / name).rglob("*") if p.is_file())
+        assert files == sorted(
+            str(p.relative_to(models_dir / name)) for p in (models_dir / name).rglob("*") if p.is_file()
+        )
         for file in files:
             assert _digest(d / file) == _digest(models_dir / name / file), (name, file)
 

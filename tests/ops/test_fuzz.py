@@ -149,7 +149,9 @@ enum_values = st.integers(0, 6) | st.integers(0, 2**31 - 1)
 
 @FUZZ
 @given(models, st.lists(texts, max_size=40), texts, u32, enum_values, st.booleans())
-def test_fuzz_encoder_tasks(client: Client, model: str, batch: list[str], a: str, k: int, enum: int, flag: bool) -> None:
+def test_fuzz_encoder_tasks(
+    client: Client, model: str, batch: list[str], a: str, k: int, enum: int, flag: bool
+) -> None:
     u = client.understanding
     inputs = [understanding_pb2.TextInput(text=t, text_pair=a if flag else "") for t in batch]
     check(
