@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.duration:
         overrides += ["-z", args.duration]
 
-    report_dir = Path(args.report_dir)
+    report_dir = Path(args.report_dir).resolve()  # protoc runs in proto/: no relative output path
     report_dir.mkdir(parents=True, exist_ok=True)
     protoset = build_protoset(report_dir.parent / "tokenwire.protoset") if "protoset" in modes else None
 

@@ -286,10 +286,10 @@ def _answer(args: argparse.Namespace) -> int:
     return 0
 
 
-def _enum_value(enum: Any, prefix: str, choice: str | None) -> int:
-    """A lower-case --option choice ("softmax") → its enum value (CLASSIFY_FUNCTION_SOFTMAX);
-    None → 0, the UNSPECIFIED value (the model's own)."""
-    return int(enum.Value(prefix + choice.upper())) if choice else 0
+def _enum_name(prefix: str, choice: str | None) -> str:
+    """A lower-case --option choice ("softmax") → its enum value's name, which protobuf takes
+    (CLASSIFY_FUNCTION_SOFTMAX); None → the UNSPECIFIED value (the model's own)."""
+    return prefix + (choice or "unspecified").upper()
 
 
 def _classify_text(args: argparse.Namespace) -> int:
@@ -307,7 +307,7 @@ def _classify_text(args: argparse.Namespace) -> int:
                 model=args.model,
                 inputs=inputs,
                 top_k=args.top_k,
-                function=_enum_value(understanding_pb2.ClassifyFunction, "CLASSIFY_FUNCTION_", args.function),
+                function=_enum_name("CLASSIFY_FUNCTION_", args.function),
                 truncate=args.truncate,
             ),
             timeout=args.timeout,
@@ -329,7 +329,7 @@ def _classify_tokens(args: argparse.Namespace) -> int:
             understanding_pb2.ClassifyTokensRequest(
                 model=args.model,
                 text=args.text,
-                aggregation=_enum_value(understanding_pb2.Aggregation, "AGGREGATION_", args.aggregation),
+                aggregation=_enum_name("AGGREGATION_", args.aggregation),
                 ignore_labels=args.ignore_label or [],
                 truncate=args.truncate,
             ),
@@ -351,7 +351,7 @@ def _embed_text(args: argparse.Namespace) -> int:
             understanding_pb2.EmbedTextRequest(
                 model=args.model,
                 texts=args.texts,
-                pooling=_enum_value(understanding_pb2.Pooling, "POOLING_", args.pooling),
+                pooling=_enum_name("POOLING_", args.pooling),
                 normalize=args.normalize,
                 dimensions=args.dimensions,
                 truncate=args.truncate,

@@ -9,7 +9,7 @@ import math
 import pytest
 
 from harness import InProcessServer
-from tokenwire.cli import build_parser, main
+from tokenwire.cli import main
 from tokenwire.client import Client
 from tokenwire.v1 import understanding_pb2 as pb
 
@@ -225,11 +225,3 @@ def test_default_model(
     code, out, err = _run(capsys, et_server, command, "--json", *argv)
     assert code == 0, err
     assert json.loads(out) is not None
-
-
-@pytest.mark.parametrize("command", ["classify-text", "classify-tokens", "embed-text", "rerank"])
-def test_help_shows_an_example(capsys: pytest.CaptureFixture[str], command: str) -> None:
-    with pytest.raises(SystemExit):
-        build_parser().parse_args([command, "--help"])
-    out = capsys.readouterr().out
-    assert "example:" in out and f"tokenwire {command}" in out

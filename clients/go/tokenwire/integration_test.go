@@ -117,7 +117,8 @@ func TestModels(t *testing.T) {
 	for _, m := range list.GetModels() {
 		names = append(names, m.GetName())
 	}
-	want := []string{"tiny-bert", "tiny-bert-qa", "tiny-clip", "tiny-gpt2", "tiny-llama", "tiny-llava"}
+	want := []string{"tiny-bert", "tiny-bert-classifier", "tiny-bert-embed", "tiny-bert-ner", "tiny-bert-qa",
+		"tiny-bert-reranker", "tiny-bert-sentiment", "tiny-clip", "tiny-gpt2", "tiny-llama", "tiny-llava"}
 	if fmt.Sprint(names) != fmt.Sprint(want) {
 		t.Errorf("ListModels = %v, want %v (sorted by name)", names, want)
 	}
@@ -379,6 +380,127 @@ func TestUnderstanding(t *testing.T) {
 				t.Errorf("answer %v is not context[start:end]", a)
 			}
 		}
+	}
+}
+
+func TestEncoderTasks(t *testing.T) {
+	ctx := ctxT(t)
+	descending := func(scores []float32) bool {
+		return sort.SliceIsSorted(scores, func(i, j int) bool { return scores[i] > scores[j] })
+	}
+	unitNorm := func(values []float32) bool {
+		var norm float64
+		for _, v := range values {
+			norm += float64(v) * float64(v)
+		}
+		return math.Abs(math.Sqrt(norm)-1) < 1e-3
+	}
+
+	cls, err := client.Understanding.ClassifyText(ctx, &pb.ClassifyTextRequest{
+		Model: "tiny-bert-classifier",
+		Inputs: []*pb.TextInput{
+			{Text: "What a lovely day."},
+			{Text: "A man eats food.", TextPair: "A man is eating."},
+		},
+	})
+	if ok(t, "ClassifyText", err) {
+		if len(cls.GetResults()) != 2 {
+			t.Fatalf("ClassifyText = %v, want 2 results", cls)
+		}
+		for _, r := range cls.GetResults() {
+			var scores []float32
+			var sum float64
+			labels := map[string]bool{}
+			for _, l := range r.GetLabels() {
+				scores = append(scores, l.GetScore())
+				sum += float64(l.GetScore())
+				labels[l.GetLabel()] = true
+			}
+			if len(scores) != 3 || !labels["negative"] || !labels["neutral"] || !labels["positive"] ||
+				math.Abs(sum-1) > 1e-4 || !descending(scores) {
+				t.Errorf("ClassifyText result %v, want 3 softmax labels best first", r)
+			}
+		}
+	}
+	top, err := client.Understanding.ClassifyText(ctx, &pb.ClassifyTextRequest{
+		Model: "tiny-bert-classifier", Inputs: []*pb.TextInput{{Text: "fine"}}, TopK: 1,
+		Function: pb.ClassifyFunction_CLASSIFY_FUNCTION_SIGMOID})
+	if ok(t, "ClassifyText(top_k, sigmoid)", err) && len(top.GetResults()[0].GetLabels()) != 1 {
+		t.Errorf("ClassifyText(top_k=1) = %v", top)
+	}
+
+	text := "John Smith lives in Paris and works for the United Nations."
+	runes := []rune(text)
+	tokens, err := client.Understanding.ClassifyTokens(ctx, &pb.ClassifyTokensRequest{
+		Model: "tiny-bert-ner", Text: text, IgnoreLabels: []string{"-"}}) // "-": every token back
+	if ok(t, "ClassifyTokens", err) {
+		if len(tokens.GetEntities()) < 10 {
+			t.Errorf("ClassifyTokens(ignore_labels=[-]) = %d entities, want one per token", len(tokens.GetEntities()))
+		}
+		for _, e := range tokens.GetEntities() {
+			if e.GetStart() >= e.GetEnd() || int(e.GetEnd()) > len(runes) || e.GetIndex() == 0 || e.GetScore() <= 0 {
+				t.Errorf("token entity %v", e)
+			}
+		}
+	}
+	grouped, err := client.Understanding.ClassifyTokens(ctx, &pb.ClassifyTokensRequest{
+		Model: "tiny-bert-ner", Text: text, Aggregation: pb.Aggregation_AGGREGATION_SIMPLE})
+	if ok(t, "ClassifyTokens(simple)", err) {
+		for _, e := range grouped.GetEntities() {
+			if l := e.GetLabel(); l != "PER" && l != "LOC" && l != "ORG" {
+				t.Errorf("aggregated entity %v, want a label without B-/I- and not O", e)
+			}
+		}
+	}
+
+	emb, err := client.Understanding.EmbedText(ctx, &pb.EmbedTextRequest{
+		Model: "tiny-bert-embed", Texts: []string{"a sentence", "another, longer sentence"}})
+	if ok(t, "EmbedText", err) {
+		if len(emb.GetEmbeddings()) != 2 || emb.GetDimensions() != 64 {
+			t.Fatalf("EmbedText = %d vectors of %d", len(emb.GetEmbeddings()), emb.GetDimensions())
+		}
+		for _, e := range emb.GetEmbeddings() {
+			if len(e.GetValues()) != 64 || !unitNorm(e.GetValues()) { // the checkpoint normalizes
+				t.Errorf("embedding of %d values, not unit norm", len(e.GetValues()))
+			}
+		}
+	}
+	cut, err := client.Understanding.EmbedText(ctx, &pb.EmbedTextRequest{
+		Model: "tiny-bert-embed", Texts: []string{"a sentence"}, Dimensions: 16, Normalize: true,
+		Pooling: pb.Pooling_POOLING_CLS})
+	if ok(t, "EmbedText(dimensions=16)", err) {
+		if cut.GetDimensions() != 16 || len(cut.GetEmbeddings()[0].GetValues()) != 16 || !unitNorm(cut.GetEmbeddings()[0].GetValues()) {
+			t.Errorf("EmbedText(dimensions=16, normalize) = %v", cut)
+		}
+	}
+
+	docs := []string{"Marie Curie was born in Warsaw.", "The Eiffel Tower is in Paris.", "Bananas are rich in potassium."}
+	rr, err := client.Understanding.Rerank(ctx, &pb.RerankRequest{
+		Model: "tiny-bert-reranker", Query: "Where was Marie Curie born?", Documents: docs, TopN: 2})
+	if ok(t, "Rerank", err) {
+		var scores []float32
+		seen := map[uint32]bool{}
+		for _, r := range rr.GetResults() {
+			scores = append(scores, r.GetScore())
+			if int(r.GetIndex()) >= len(docs) || seen[r.GetIndex()] || r.GetScore() < 0 || r.GetScore() > 1 {
+				t.Errorf("rerank result %v", r)
+			}
+			seen[r.GetIndex()] = true
+		}
+		if len(scores) != 2 || !descending(scores) {
+			t.Errorf("Rerank(top_n=2) = %v, want 2 results best first", rr)
+		}
+	}
+
+	_, err = client.Understanding.ClassifyText(ctx, &pb.ClassifyTextRequest{Model: "tiny-bert-ner", Inputs: []*pb.TextInput{{Text: "x"}}})
+	if e := tokenwire.AsError(err); e == nil || e.Code != codes.FailedPrecondition {
+		t.Errorf("ClassifyText on a token classifier: %v", err)
+	}
+	_, err = client.Understanding.EmbedText(ctx, &pb.EmbedTextRequest{Model: "tiny-bert-embed", Texts: []string{"ok", ""}})
+	if e := tokenwire.AsError(err); e == nil || e.Code != codes.InvalidArgument {
+		t.Errorf("EmbedText with an empty text: %v", err)
+	} else if _, ok := e.Field("texts[1]"); !ok {
+		t.Errorf("EmbedText violations = %+v, want texts[1]", e.FieldViolations)
 	}
 }
 

@@ -43,19 +43,31 @@ const (
 	Task_TASK_CLASSIFY_IMAGE Task = 6
 	// Multimodal.Embed.
 	Task_TASK_EMBED Task = 7
+	// Understanding.ClassifyText.
+	Task_TASK_CLASSIFY_TEXT Task = 8
+	// Understanding.ClassifyTokens.
+	Task_TASK_CLASSIFY_TOKENS Task = 9
+	// Understanding.EmbedText.
+	Task_TASK_EMBED_TEXT Task = 10
+	// Understanding.Rerank.
+	Task_TASK_RERANK Task = 11
 )
 
 // Enum value maps for Task.
 var (
 	Task_name = map[int32]string{
-		0: "TASK_UNSPECIFIED",
-		1: "TASK_GENERATE",
-		2: "TASK_FILL_MASK",
-		3: "TASK_NEXT_SENTENCE",
-		4: "TASK_ANSWER_QUESTION",
-		5: "TASK_MULTIMODAL_CHAT",
-		6: "TASK_CLASSIFY_IMAGE",
-		7: "TASK_EMBED",
+		0:  "TASK_UNSPECIFIED",
+		1:  "TASK_GENERATE",
+		2:  "TASK_FILL_MASK",
+		3:  "TASK_NEXT_SENTENCE",
+		4:  "TASK_ANSWER_QUESTION",
+		5:  "TASK_MULTIMODAL_CHAT",
+		6:  "TASK_CLASSIFY_IMAGE",
+		7:  "TASK_EMBED",
+		8:  "TASK_CLASSIFY_TEXT",
+		9:  "TASK_CLASSIFY_TOKENS",
+		10: "TASK_EMBED_TEXT",
+		11: "TASK_RERANK",
 	}
 	Task_value = map[string]int32{
 		"TASK_UNSPECIFIED":     0,
@@ -66,6 +78,10 @@ var (
 		"TASK_MULTIMODAL_CHAT": 5,
 		"TASK_CLASSIFY_IMAGE":  6,
 		"TASK_EMBED":           7,
+		"TASK_CLASSIFY_TEXT":   8,
+		"TASK_CLASSIFY_TOKENS": 9,
+		"TASK_EMBED_TEXT":      10,
+		"TASK_RERANK":          11,
 	}
 )
 
@@ -195,7 +211,8 @@ type ModelInfo struct {
 	// Most rows (sequences, beams, inputs) one request may occupy and most rows the
 	// scheduler runs in one batch. Count; >= 1.
 	MaxBatchSize uint32 `protobuf:"varint,15,opt,name=max_batch_size,json=maxBatchSize,proto3" json:"max_batch_size,omitempty"`
-	// Length of Embed vectors (TASK_EMBED); 0 otherwise.
+	// Length of Embed vectors (TASK_EMBED) or EmbedText vectors (TASK_EMBED_TEXT); 0
+	// otherwise.
 	EmbeddingDimensions uint32 `protobuf:"varint,16,opt,name=embedding_dimensions,json=embeddingDimensions,proto3" json:"embedding_dimensions,omitempty"`
 	// Beginning-of-sequence token id; unset if the tokenizer has none.
 	BosTokenId *uint32 `protobuf:"varint,20,opt,name=bos_token_id,json=bosTokenId,proto3,oneof" json:"bos_token_id,omitempty"`
@@ -270,8 +287,14 @@ type ModelInfo struct {
 	// Memory the KV pool allocated on each device: device ("cpu", "cuda:0") → bytes.
 	// Empty on "dynamic_cache", for non-generative models and while not loaded.
 	KvCacheBytesPerDevice map[string]uint64 `protobuf:"bytes,43,rep,name=kv_cache_bytes_per_device,json=kvCacheBytesPerDevice,proto3" json:"kv_cache_bytes_per_device,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// Label names by index (the classifier's id2label, or a custom head's labels) for
+	// TASK_CLASSIFY_TEXT, TASK_CLASSIFY_TOKENS and TASK_RERANK; empty otherwise.
+	Labels []string `protobuf:"bytes,44,rep,name=labels,proto3" json:"labels,omitempty"`
+	// Pooling EmbedText uses when the request leaves it unspecified ("cls", "mean",
+	// "max", "last"), for TASK_EMBED_TEXT; empty otherwise.
+	Pooling       string `protobuf:"bytes,45,opt,name=pooling,proto3" json:"pooling,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ModelInfo) Reset() {
@@ -568,6 +591,20 @@ func (x *ModelInfo) GetKvCacheBytesPerDevice() map[string]uint64 {
 		return x.KvCacheBytesPerDevice
 	}
 	return nil
+}
+
+func (x *ModelInfo) GetLabels() []string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *ModelInfo) GetPooling() string {
+	if x != nil {
+		return x.Pooling
+	}
+	return ""
 }
 
 // CUDA graph capture of a generative model's decode steps (ModelInfo.cuda_graphs).
@@ -1066,7 +1103,7 @@ var File_tokenwire_v1_models_proto protoreflect.FileDescriptor
 
 const file_tokenwire_v1_models_proto_rawDesc = "" +
 	"\n" +
-	"\x19tokenwire/v1/models.proto\x12\ftokenwire.v1\"\xd7\x11\n" +
+	"\x19tokenwire/v1/models.proto\x12\ftokenwire.v1\"\x89\x12\n" +
 	"\tModelInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12(\n" +
 	"\x05tasks\x18\x02 \x03(\x0e2\x12.tokenwire.v1.TaskR\x05tasks\x12\"\n" +
@@ -1115,7 +1152,9 @@ const file_tokenwire_v1_models_proto_rawDesc = "" +
 	"\x18kv_cache_capacity_tokens\x18( \x01(\x04R\x15kvCacheCapacityTokens\x12$\n" +
 	"\x0ekv_cache_slots\x18) \x01(\rR\fkvCacheSlots\x12/\n" +
 	"\x14kv_cache_slot_tokens\x18* \x01(\rR\x11kvCacheSlotTokens\x12l\n" +
-	"\x19kv_cache_bytes_per_device\x18+ \x03(\v22.tokenwire.v1.ModelInfo.KvCacheBytesPerDeviceEntryR\x15kvCacheBytesPerDevice\x1a<\n" +
+	"\x19kv_cache_bytes_per_device\x18+ \x03(\v22.tokenwire.v1.ModelInfo.KvCacheBytesPerDeviceEntryR\x15kvCacheBytesPerDevice\x12\x16\n" +
+	"\x06labels\x18, \x03(\tR\x06labels\x12\x18\n" +
+	"\apooling\x18- \x01(\tR\apooling\x1a<\n" +
 	"\x0eDeviceMapEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a@\n" +
@@ -1165,7 +1204,7 @@ const file_tokenwire_v1_models_proto_rawDesc = "" +
 	"\x03ids\x18\x02 \x03(\rR\x03ids\x12.\n" +
 	"\x13skip_special_tokens\x18\x03 \x01(\bR\x11skipSpecialTokens\"(\n" +
 	"\x12DetokenizeResponse\x12\x12\n" +
-	"\x04text\x18\x01 \x01(\tR\x04text*\xb8\x01\n" +
+	"\x04text\x18\x01 \x01(\tR\x04text*\x90\x02\n" +
 	"\x04Task\x12\x14\n" +
 	"\x10TASK_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rTASK_GENERATE\x10\x01\x12\x12\n" +
@@ -1175,7 +1214,12 @@ const file_tokenwire_v1_models_proto_rawDesc = "" +
 	"\x14TASK_MULTIMODAL_CHAT\x10\x05\x12\x17\n" +
 	"\x13TASK_CLASSIFY_IMAGE\x10\x06\x12\x0e\n" +
 	"\n" +
-	"TASK_EMBED\x10\a*q\n" +
+	"TASK_EMBED\x10\a\x12\x16\n" +
+	"\x12TASK_CLASSIFY_TEXT\x10\b\x12\x18\n" +
+	"\x14TASK_CLASSIFY_TOKENS\x10\t\x12\x13\n" +
+	"\x0fTASK_EMBED_TEXT\x10\n" +
+	"\x12\x0f\n" +
+	"\vTASK_RERANK\x10\v*q\n" +
 	"\n" +
 	"ModelState\x12\x1b\n" +
 	"\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +

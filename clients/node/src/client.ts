@@ -53,10 +53,18 @@ import {
 import {
   AnswerQuestionRequest,
   type AnswerQuestionResponse,
+  ClassifyTextRequest,
+  type ClassifyTextResponse,
+  ClassifyTokensRequest,
+  type ClassifyTokensResponse,
+  EmbedTextRequest,
+  type EmbedTextResponse,
   FillMaskRequest,
   type FillMaskResponse,
   NextSentenceRequest,
   type NextSentenceResponse,
+  RerankRequest,
+  type RerankResponse,
   UnderstandingClient,
 } from "./gen/tokenwire/v1/understanding.js";
 import { REQUEST_ID_KEY, TokenwireError } from "./errors.js";
@@ -183,6 +191,23 @@ export class TokenwireClient {
       AnswerQuestionRequest.fromPartial(req),
       opts,
     );
+  }
+  classifyText(req: DeepPartial<ClassifyTextRequest>, opts?: CallOpts): Promise<ClassifyTextResponse> {
+    return this.unary(this.understanding, this.understanding.classifyText, ClassifyTextRequest.fromPartial(req), opts);
+  }
+  classifyTokens(req: DeepPartial<ClassifyTokensRequest>, opts?: CallOpts): Promise<ClassifyTokensResponse> {
+    return this.unary(
+      this.understanding,
+      this.understanding.classifyTokens,
+      ClassifyTokensRequest.fromPartial(req),
+      opts,
+    );
+  }
+  embedText(req: DeepPartial<EmbedTextRequest>, opts?: CallOpts): Promise<EmbedTextResponse> {
+    return this.unary(this.understanding, this.understanding.embedText, EmbedTextRequest.fromPartial(req), opts);
+  }
+  rerank(req: DeepPartial<RerankRequest>, opts?: CallOpts): Promise<RerankResponse> {
+    return this.unary(this.understanding, this.understanding.rerank, RerankRequest.fromPartial(req), opts);
   }
 
   // Multimodal

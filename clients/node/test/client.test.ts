@@ -7,12 +7,15 @@ import { after, before, describe, it, type TestContext } from "node:test";
 
 import {
   Accumulator,
+  Aggregation,
+  ClassifyFunction,
   collect,
   DecodingMethod,
   FinishReason,
   type GenerateRequest,
   Metadata,
   ModelState,
+  Pooling,
   status,
   Task,
   TokenwireClient,
@@ -78,7 +81,19 @@ describe("health and models", () => {
     const list = await client.listModels();
     assert.deepEqual(
       list.models.map((m) => m.name),
-      ["tiny-bert", "tiny-bert-qa", "tiny-clip", "tiny-gpt2", "tiny-llama", "tiny-llava"],
+      [
+        "tiny-bert",
+        "tiny-bert-classifier",
+        "tiny-bert-embed",
+        "tiny-bert-ner",
+        "tiny-bert-qa",
+        "tiny-bert-reranker",
+        "tiny-bert-sentiment",
+        "tiny-clip",
+        "tiny-gpt2",
+        "tiny-llama",
+        "tiny-llava",
+      ],
     );
     const gen = await client.listModels({ task: Task.TASK_GENERATE });
     assert.deepEqual(gen.models.map((m) => m.name), ["tiny-gpt2", "tiny-llama"]);
@@ -226,6 +241,99 @@ describe("understanding", () => {
     for (const a of qa?.answers ?? []) {
       assert.equal([...context].slice(a.start, a.end).join(""), a.text);
     }
+  });
+});
+
+describe("encoder tasks", () => {
+  const descending = (xs: number[]) => xs.every((x, i) => i === 0 || xs[i - 1] >= x);
+  const unitNorm = (xs: number[]) => Math.abs(Math.hypot(...xs) - 1) < 1e-3;
+
+  it("classifies texts and text pairs", async (t) => {
+    const cls = await ok(t, "ClassifyText", () =>
+      client.classifyText({
+        model: "tiny-bert-classifier",
+        inputs: [{ text: "What a lovely day." }, { text: "A man eats food.", textPair: "A man is eating." }],
+      }),
+    );
+    assert.equal(cls.results.length, 2);
+    for (const r of cls.results) {
+      assert.deepEqual(r.labels.map((l) => l.label).sort(), ["negative", "neutral", "positive"]);
+      assert.ok(Math.abs(r.labels.reduce((s, l) => s + l.score, 0) - 1) < 1e-4);
+      assert.ok(descending(r.labels.map((l) => l.score)));
+    }
+    const top = await ok(t, "ClassifyText(topK, sigmoid)", () =>
+      client.classifyText({
+        model: "tiny-bert-classifier",
+        inputs: [{ text: "fine" }],
+        topK: 1,
+        function: ClassifyFunction.CLASSIFY_FUNCTION_SIGMOID,
+      }),
+    );
+    assert.equal(top.results[0].labels.length, 1);
+  });
+
+  it("tags tokens and groups them into entities", async (t) => {
+    const text = "John Smith lives in Paris and works for the United Nations.";
+    // "-" is no label: every token comes back, "O" included.
+    const tokens = await ok(t, "ClassifyTokens", () =>
+      client.classifyTokens({ model: "tiny-bert-ner", text, ignoreLabels: ["-"] }),
+    );
+    assert.ok(tokens.entities.length >= 10, `${tokens.entities.length} tokens`);
+    for (const e of tokens.entities) {
+      assert.ok(e.start < e.end && e.end <= [...text].length && e.index > 0, JSON.stringify(e));
+    }
+    const grouped = await ok(t, "ClassifyTokens(simple)", () =>
+      client.classifyTokens({ model: "tiny-bert-ner", text, aggregation: Aggregation.AGGREGATION_SIMPLE }),
+    );
+    for (const e of grouped.entities) assert.ok(["PER", "LOC", "ORG"].includes(e.label), e.label);
+  });
+
+  it("embeds texts", async (t) => {
+    const emb = await ok(t, "EmbedText", () =>
+      client.embedText({ model: "tiny-bert-embed", texts: ["a sentence", "another, longer sentence"] }),
+    );
+    assert.equal(emb.dimensions, 64);
+    assert.equal(emb.embeddings.length, 2);
+    for (const e of emb.embeddings) {
+      assert.equal(e.values.length, 64);
+      assert.ok(unitNorm(e.values)); // the checkpoint normalizes
+    }
+    const cut = await ok(t, "EmbedText(dimensions)", () =>
+      client.embedText({
+        model: "tiny-bert-embed",
+        texts: ["a sentence"],
+        pooling: Pooling.POOLING_CLS,
+        dimensions: 16,
+        normalize: true,
+      }),
+    );
+    assert.equal(cut.dimensions, 16);
+    assert.equal(cut.embeddings[0].values.length, 16);
+    assert.ok(unitNorm(cut.embeddings[0].values));
+    const err = await rejectsWith(
+      client.embedText({ model: "tiny-bert-embed", texts: ["ok", ""] }),
+      status.INVALID_ARGUMENT,
+    );
+    assert.ok(err.field("texts[1]"), JSON.stringify(err.fieldViolations));
+  });
+
+  it("reranks documents", async (t) => {
+    const documents = [
+      "Marie Curie was born in Warsaw.",
+      "The Eiffel Tower is in Paris.",
+      "Bananas are rich in potassium.",
+    ];
+    const rr = await ok(t, "Rerank", () =>
+      client.rerank({ model: "tiny-bert-reranker", query: "Where was Marie Curie born?", documents, topN: 2 }),
+    );
+    assert.equal(rr.results.length, 2);
+    assert.ok(descending(rr.results.map((r) => r.score)));
+    assert.notEqual(rr.results[0].index, rr.results[1].index);
+    for (const r of rr.results) assert.ok(r.index < documents.length && r.score >= 0 && r.score <= 1);
+    await rejectsWith(
+      client.rerank({ model: "tiny-bert-ner", query: "q", documents: ["d"] }),
+      status.FAILED_PRECONDITION,
+    );
   });
 });
 

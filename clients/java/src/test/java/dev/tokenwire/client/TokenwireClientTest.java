@@ -7,16 +7,24 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.google.protobuf.ByteString;
+import dev.tokenwire.v1.Aggregation;
 import dev.tokenwire.v1.AnswerQuestionRequest;
 import dev.tokenwire.v1.AnswerQuestionResponse;
 import dev.tokenwire.v1.ChatMessage;
+import dev.tokenwire.v1.ClassifyFunction;
 import dev.tokenwire.v1.ClassifyImageRequest;
 import dev.tokenwire.v1.ClassifyImageResponse;
+import dev.tokenwire.v1.ClassifyTextRequest;
+import dev.tokenwire.v1.ClassifyTextResponse;
+import dev.tokenwire.v1.ClassifyTokensRequest;
+import dev.tokenwire.v1.ClassifyTokensResponse;
 import dev.tokenwire.v1.ContentPart;
 import dev.tokenwire.v1.DecodingMethod;
 import dev.tokenwire.v1.DetokenizeRequest;
 import dev.tokenwire.v1.EmbedRequest;
 import dev.tokenwire.v1.EmbedResponse;
+import dev.tokenwire.v1.EmbedTextRequest;
+import dev.tokenwire.v1.EmbedTextResponse;
 import dev.tokenwire.v1.Embedding;
 import dev.tokenwire.v1.FillMaskRequest;
 import dev.tokenwire.v1.FillMaskResponse;
@@ -32,9 +40,18 @@ import dev.tokenwire.v1.ModelState;
 import dev.tokenwire.v1.MultimodalChatRequest;
 import dev.tokenwire.v1.NextSentenceRequest;
 import dev.tokenwire.v1.NextSentenceResponse;
+import dev.tokenwire.v1.Pooling;
+import dev.tokenwire.v1.RerankRequest;
+import dev.tokenwire.v1.RerankResponse;
+import dev.tokenwire.v1.RerankResult;
 import dev.tokenwire.v1.SamplingParams;
 import dev.tokenwire.v1.StoppingParams;
 import dev.tokenwire.v1.Task;
+import dev.tokenwire.v1.TextClassification;
+import dev.tokenwire.v1.TextEmbedding;
+import dev.tokenwire.v1.TextInput;
+import dev.tokenwire.v1.TextLabel;
+import dev.tokenwire.v1.TokenEntity;
 import dev.tokenwire.v1.TokenizeRequest;
 import dev.tokenwire.v1.TokenizeResponse;
 import io.grpc.Context;
@@ -125,7 +142,8 @@ class TokenwireClientTest {
   void modelsListDescribeTokenize() {
     List<String> names = client.models.listModels(ListModelsRequest.getDefaultInstance())
         .getModelsList().stream().map(ModelInfo::getName).toList();
-    assertEquals(List.of("tiny-bert", "tiny-bert-qa", "tiny-clip", "tiny-gpt2", "tiny-llama", "tiny-llava"), names);
+    assertEquals(List.of("tiny-bert", "tiny-bert-classifier", "tiny-bert-embed", "tiny-bert-ner", "tiny-bert-qa",
+        "tiny-bert-reranker", "tiny-bert-sentiment", "tiny-clip", "tiny-gpt2", "tiny-llama", "tiny-llava"), names);
     assertEquals(2, client.models.listModels(ListModelsRequest.newBuilder().setTask(Task.TASK_GENERATE).build())
         .getModelsCount());
 
@@ -324,6 +342,91 @@ class TokenwireClientTest {
       qa.getAnswersList().forEach(a ->
           assertEquals(new String(cps, a.getStart(), a.getEnd() - a.getStart()), a.getText()));
     }
+  }
+
+  private static boolean descending(List<Float> scores) {
+    for (int i = 1; i < scores.size(); i++) {
+      if (scores.get(i - 1) < scores.get(i)) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  private static double norm(List<Float> values) {
+    return Math.sqrt(values.stream().mapToDouble(v -> v * v).sum());
+  }
+
+  @Test
+  void encoderTasks() {
+    ClassifyTextResponse cls = ok("ClassifyText", () -> client.understanding.classifyText(
+        ClassifyTextRequest.newBuilder().setModel("tiny-bert-classifier")
+            .addInputs(TextInput.newBuilder().setText("What a lovely day."))
+            .addInputs(TextInput.newBuilder().setText("A man eats food.").setTextPair("A man is eating."))
+            .build()));
+    assertEquals(2, cls.getResultsCount());
+    for (TextClassification r : cls.getResultsList()) {
+      assertEquals(List.of("negative", "neutral", "positive"),
+          r.getLabelsList().stream().map(TextLabel::getLabel).sorted().toList());
+      assertEquals(1.0, r.getLabelsList().stream().mapToDouble(TextLabel::getScore).sum(), 1e-4);
+      assertTrue(descending(r.getLabelsList().stream().map(TextLabel::getScore).toList()), r.toString());
+    }
+    ClassifyTextResponse top = ok("ClassifyText(top_k, sigmoid)", () -> client.understanding.classifyText(
+        ClassifyTextRequest.newBuilder().setModel("tiny-bert-classifier")
+            .addInputs(TextInput.newBuilder().setText("fine")).setTopK(1)
+            .setFunction(ClassifyFunction.CLASSIFY_FUNCTION_SIGMOID).build()));
+    assertEquals(1, top.getResults(0).getLabelsCount());
+
+    String text = "John Smith lives in Paris and works for the United Nations.";
+    // "-" is no label: every token comes back, "O" included.
+    ClassifyTokensResponse tokens = ok("ClassifyTokens", () -> client.understanding.classifyTokens(
+        ClassifyTokensRequest.newBuilder().setModel("tiny-bert-ner").setText(text).addIgnoreLabels("-").build()));
+    assertTrue(tokens.getEntitiesCount() >= 10, "tokens: " + tokens.getEntitiesCount());
+    long codePoints = text.codePoints().count();
+    for (TokenEntity e : tokens.getEntitiesList()) {
+      assertTrue(e.getStart() < e.getEnd() && e.getEnd() <= codePoints && e.getIndex() > 0, e.toString());
+    }
+    ClassifyTokensResponse grouped = ok("ClassifyTokens(simple)", () -> client.understanding.classifyTokens(
+        ClassifyTokensRequest.newBuilder().setModel("tiny-bert-ner").setText(text)
+            .setAggregation(Aggregation.AGGREGATION_SIMPLE).build()));
+    for (TokenEntity e : grouped.getEntitiesList()) {
+      assertTrue(List.of("PER", "LOC", "ORG").contains(e.getLabel()), e.toString());
+    }
+
+    EmbedTextResponse emb = ok("EmbedText", () -> client.understanding.embedText(EmbedTextRequest.newBuilder()
+        .setModel("tiny-bert-embed").addTexts("a sentence").addTexts("another, longer sentence").build()));
+    assertEquals(64, emb.getDimensions());
+    assertEquals(2, emb.getEmbeddingsCount());
+    for (TextEmbedding e : emb.getEmbeddingsList()) {
+      assertEquals(64, e.getValuesCount());
+      assertEquals(1.0, norm(e.getValuesList()), 1e-3); // the checkpoint normalizes
+    }
+    EmbedTextResponse cut = ok("EmbedText(dimensions)", () -> client.understanding.embedText(
+        EmbedTextRequest.newBuilder().setModel("tiny-bert-embed").addTexts("a sentence")
+            .setPooling(Pooling.POOLING_CLS).setDimensions(16).setNormalize(true).build()));
+    assertEquals(16, cut.getDimensions());
+    assertEquals(16, cut.getEmbeddings(0).getValuesCount());
+    assertEquals(1.0, norm(cut.getEmbeddings(0).getValuesList()), 1e-3);
+    StatusRuntimeException empty = assertThrows(StatusRuntimeException.class, () -> client.understanding.embedText(
+        EmbedTextRequest.newBuilder().setModel("tiny-bert-embed").addTexts("ok").addTexts("").build()));
+    assertEquals(Status.Code.INVALID_ARGUMENT, TokenwireErrors.code(empty));
+    assertTrue(TokenwireErrors.fieldViolation(empty, "texts[1]").isPresent(),
+        () -> "violations: " + TokenwireErrors.fieldViolations(empty));
+
+    List<String> documents = List.of(
+        "Marie Curie was born in Warsaw.", "The Eiffel Tower is in Paris.", "Bananas are rich in potassium.");
+    RerankResponse rr = ok("Rerank", () -> client.understanding.rerank(RerankRequest.newBuilder()
+        .setModel("tiny-bert-reranker").setQuery("Where was Marie Curie born?").addAllDocuments(documents)
+        .setTopN(2).build()));
+    assertEquals(2, rr.getResultsCount());
+    assertTrue(descending(rr.getResultsList().stream().map(RerankResult::getScore).toList()), rr.toString());
+    assertNotEquals(rr.getResults(0).getIndex(), rr.getResults(1).getIndex());
+    for (RerankResult r : rr.getResultsList()) {
+      assertTrue(r.getIndex() < documents.size() && r.getScore() >= 0 && r.getScore() <= 1, r.toString());
+    }
+    StatusRuntimeException wrongTask = assertThrows(StatusRuntimeException.class, () -> client.understanding.rerank(
+        RerankRequest.newBuilder().setModel("tiny-bert-ner").setQuery("q").addDocuments("d").build()));
+    assertEquals(Status.Code.FAILED_PRECONDITION, TokenwireErrors.code(wrongTask));
   }
 
   @Test

@@ -45,7 +45,7 @@ public final class Generate {
 
     try (TokenwireClient client = TokenwireClient.connect(target)) {
       client.models.listModels(dev.tokenwire.v1.ListModelsRequest.getDefaultInstance()).getModelsList()
-          .forEach(m -> System.err.printf("%-14s %s %s%n", m.getName(), m.getState(), m.getTasksList()));
+          .forEach(m -> System.err.printf("%-20s %s %s%n", m.getName(), m.getState(), m.getTasksList()));
       GenerateResponse folded = client.generateStream(request.build(), msg -> {
         System.out.print(msg.getText());
         System.out.flush();
