@@ -189,7 +189,14 @@ def test_typical_p_on_cumulative_mass_boundaries(logits: np.ndarray, data: st.Da
     x = torch.from_numpy(logits)
     normalized = _cr_log_softmax(x)
     ent = -(normalized * torch.exp(normalized)).nansum()
-    order = torch.sort(torch.abs(-normalized - ent)).indices
+    keys = torch.abs(-normalized - ent)
+    # The entropy is a float32 sum in torch's own SIMD order of torch's own exp: the core's
+    # (correctly rounded terms, summed in double) can differ in the last bits. Keys that differ
+    # by less than that can swap; such rows say nothing about the mass boundary, so skip them.
+    distinct = torch.unique(keys[torch.isfinite(keys)])
+    slack = 8 * float(np.spacing(np.float32(abs(float(ent)) + 1.0)))
+    assume(bool((distinct.diff() > slack).all()) if len(distinct) > 1 else True)
+    order = torch.sort(keys).indices
     cum = _cr_softmax(x[order]).cumsum(-1)
     j = data.draw(st.integers(0, len(cum) - 1))
     for mass in _near(float(cum[j])):

@@ -13,6 +13,8 @@ from typing import Any
 
 # How many already-decoded tokens each window re-reads for context.
 _CONTEXT_TOKENS = 5
+# How much further back a window may start so as not to start inside a character.
+_MAX_BACKOFF = 4
 _INCOMPLETE = "\ufffd"
 
 
@@ -20,12 +22,23 @@ class IncrementalDetokenizer:
     def __init__(self, tokenizer: Any, prompt_ids: list[int], skip_special_tokens: bool = True) -> None:
         self._tokenizer = tokenizer
         self._skip = skip_special_tokens
-        self._ids: list[int] = list(prompt_ids[-_CONTEXT_TOKENS:])
+        self._ids: list[int] = list(prompt_ids[-(_CONTEXT_TOKENS + _MAX_BACKOFF) :])
         self._read = len(self._ids)  # ids before this are already emitted
-        self._prefix = max(self._read - _CONTEXT_TOKENS, 0)  # window start
+        self._prefix = self._window_start(self._read)  # window start
 
     def _decode(self, ids: list[int]) -> str:
         return str(self._tokenizer.decode(ids, skip_special_tokens=self._skip, clean_up_tokenization_spaces=False))
+
+    def _window_start(self, end: int) -> int:
+        """_CONTEXT_TOKENS before `end` (a character boundary), moved back while that would
+        start inside a character: a byte-fallback decoder (Llama's <0xNN> tokens) turns a run
+        of byte tokens that is not valid UTF-8 into one U+FFFD per token, so a window starting
+        at a continuation byte would also garble the valid bytes after it in the same run."""
+        start = max(end - _CONTEXT_TOKENS, 0)
+        floor = max(end - _CONTEXT_TOKENS - _MAX_BACKOFF, 0)
+        while start > floor and self._decode(self._ids[start:end]).startswith(_INCOMPLETE):
+            start -= 1
+        return start
 
     def push(self, token_ids: list[int]) -> str:
         """Add generated ids; return the text they complete (possibly empty)."""
@@ -35,9 +48,10 @@ class IncrementalDetokenizer:
         if len(window_text) <= len(prefix_text) or window_text.endswith(_INCOMPLETE):
             return ""
         delta = window_text[len(prefix_text) :]
-        self._prefix, self._read = max(len(self._ids) - _CONTEXT_TOKENS, 0), len(self._ids)
-        if self._prefix > _CONTEXT_TOKENS * 4:  # keep the id list short on long generations
-            drop = self._prefix - _CONTEXT_TOKENS
+        self._read = len(self._ids)
+        self._prefix = self._window_start(self._read)
+        if self._prefix > (_CONTEXT_TOKENS + _MAX_BACKOFF) * 4:  # keep the id list short on long generations
+            drop = self._prefix - _CONTEXT_TOKENS - _MAX_BACKOFF
             del self._ids[:drop]
             self._prefix -= drop
             self._read -= drop
