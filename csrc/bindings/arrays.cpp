@@ -96,4 +96,47 @@ LogitsView logits_view(const py::handle& obj, py::object& keepalive) {
   return v;
 }
 
+TokenMask token_mask(const py::handle& token_mask, const py::handle& mask_rows, int64_t rows) {
+  TokenMask m;
+  if (token_mask.is_none()) {
+    if (!mask_rows.is_none()) throw py::value_error("mask_rows was given without a token_mask");
+    return m;
+  }
+  if (!py::isinstance<py::array>(token_mask)) {
+    throw py::type_error("token_mask must be a numpy int32 array [rows, words], got " +
+                         std::string(py::str(token_mask.get_type().attr("__name__"))));
+  }
+  auto a = py::reinterpret_borrow<py::array>(token_mask);
+  // xgrammar's bitmask dtype; the words are read as uint32 (same bits).
+  if (!a.dtype().is(py::dtype::of<int32_t>())) {
+    throw py::type_error("token_mask must have dtype int32 (xgrammar's token bitmask), got " +
+                         std::string(py::str(a.dtype())));
+  }
+  if (a.ndim() != 2) {
+    throw py::value_error("token_mask must be 2-D [rows, words], got " + std::to_string(a.ndim()) + "-D");
+  }
+  if (!(a.flags() & py::array::c_style)) throw py::value_error("token_mask must be C-contiguous");
+  if (a.shape(0) != rows) {
+    throw py::value_error("token_mask has " + std::to_string(a.shape(0)) + " rows, the logits have " +
+                          std::to_string(rows));
+  }
+  m.bits = static_cast<const uint32_t*>(a.data());
+  m.rows = a.shape(0);
+  m.words = a.shape(1);
+  if (!mask_rows.is_none()) {
+    if (!py::isinstance<py::array>(mask_rows)) throw py::type_error("mask_rows must be a numpy bool array");
+    auto r = py::reinterpret_borrow<py::array>(mask_rows);
+    if (!r.dtype().is(py::dtype::of<bool>())) {
+      throw py::type_error("mask_rows must have dtype bool, got " + std::string(py::str(r.dtype())));
+    }
+    if (r.ndim() != 1 || r.shape(0) != rows || !(r.flags() & py::array::c_style)) {
+      throw py::value_error("mask_rows must be a contiguous 1-D array with one entry per logits row (" +
+                            std::to_string(rows) + ")");
+    }
+    static_assert(sizeof(bool) == 1, "numpy bools are bytes");
+    m.active = static_cast<const uint8_t*>(r.data());
+  }
+  return m;
+}
+
 }  // namespace tokenwire::py_adapters

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "tokenwire/logits.h"
+#include "tokenwire/token_mask.h"
 
 namespace tokenwire::py_adapters {
 
@@ -17,6 +18,12 @@ namespace py = pybind11;
 // of float32 / bfloat16 / float16, contiguous along the vocabulary. `keepalive` holds the
 // exported capsule; the view is valid while it lives. Throws TypeError / ValueError.
 LogitsView logits_view(const py::handle& obj, py::object& keepalive);
+
+// A token-mask view (token_mask.h) of `token_mask` (None, or a C-contiguous numpy int32 array
+// [rows, words]) and `mask_rows` (None: every row masked, or a numpy bool array [rows]). The
+// arrays must outlive the view (the caller's arguments do). Throws TypeError / ValueError; the
+// words-per-row and empty-row checks are the core's (check_token_mask), as they need its limit.
+TokenMask token_mask(const py::handle& token_mask, const py::handle& mask_rows, int64_t rows);
 
 // A caller-allocated, writeable, C-contiguous numpy output of dtype T and exact `shape`.
 template <class T>

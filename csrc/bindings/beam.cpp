@@ -42,18 +42,21 @@ void bind_beam(py::module_& m) {
       .def(
           "step",
           [](BeamStepper& s, const std::vector<BeamSearch*>& searches, const py::handle& logits,
-             const py::handle& parents, const py::handle& tokens) {
+             const py::handle& parents, const py::handle& tokens, const py::handle& token_mask,
+             const py::handle& mask_rows) {
             py::object keep;
             const LogitsView v = py_adapters::logits_view(logits, keep);
             py::ssize_t n = 0;
             for (auto* b : searches) n += b->params().num_beams;
             int32_t* p = py_adapters::output<int32_t>(parents, "parents", {n});
             int32_t* t = py_adapters::output<int32_t>(tokens, "tokens", {n});
+            const TokenMask mask = py_adapters::token_mask(token_mask, mask_rows, v.rows);
             py::gil_scoped_release release;
             std::lock_guard<std::mutex> lock(s.mu);
-            step_beams(searches, v, *s.pool, s.ws, p, t);
+            step_beams(searches, v, *s.pool, s.ws, p, t, mask);
           },
           py::arg("searches"), py::arg("logits"), py::arg("parents"), py::arg("tokens"),
+          py::arg("token_mask") = py::none(), py::arg("mask_rows") = py::none(),
           "Steps every search once; logits rows are each search's rows_expected rows, in order.");
 }
 

@@ -61,7 +61,8 @@ void bind_sampler(py::module_& m) {
           "step",
           [](PyBatchSampler& s, const py::handle& logits, const py::array_t<int32_t, py::array::c_style>& slots,
              const py::handle& token_ids, const py::handle& logprobs, const py::handle& ranks,
-             const py::handle& top_ids, const py::handle& top_logprobs, bool advance) {
+             const py::handle& top_ids, const py::handle& top_logprobs, bool advance, const py::handle& token_mask,
+             const py::handle& mask_rows) {
             py::object keep;
             const LogitsView v = py_adapters::logits_view(logits, keep);
             const py::ssize_t rows = v.rows;
@@ -76,26 +77,30 @@ void bind_sampler(py::module_& m) {
             out.top_ids = py_adapters::output<int32_t>(top_ids, "top_ids", {rows, n});
             out.top_logprobs = py_adapters::output<float>(top_logprobs, "top_logprobs", {rows, n});
             const int32_t* sl = slot_array(slots, rows);
+            const TokenMask mask = py_adapters::token_mask(token_mask, mask_rows, rows);
             py::gil_scoped_release release;
             std::lock_guard<std::mutex> lock(s.mu);
-            s.core.step(v, sl, out, advance);
+            s.core.step(v, sl, out, advance, mask);
           },
           py::arg("logits"), py::arg("slots"), py::arg("token_ids"), py::arg("logprobs"), py::arg("ranks"),
-          py::arg("top_ids"), py::arg("top_logprobs"), py::arg("advance") = true,
+          py::arg("top_ids"), py::arg("top_logprobs"), py::arg("advance") = true, py::arg("token_mask") = py::none(),
+          py::arg("mask_rows") = py::none(),
           "One decode step for the rows `slots`; writes the caller-allocated outputs.")
       .def(
           "process",
           [](PyBatchSampler& s, const py::handle& logits, const py::array_t<int32_t, py::array::c_style>& slots,
-             const py::handle& out) {
+             const py::handle& out, const py::handle& token_mask, const py::handle& mask_rows) {
             py::object keep;
             const LogitsView v = py_adapters::logits_view(logits, keep);
             float* o = py_adapters::output<float>(out, "out", {v.rows, v.vocab});
             const int32_t* sl = slot_array(slots, v.rows);
+            const TokenMask mask = py_adapters::token_mask(token_mask, mask_rows, v.rows);
             py::gil_scoped_release release;
             std::lock_guard<std::mutex> lock(s.mu);
-            s.core.process(v, sl, o, v.vocab);
+            s.core.process(v, sl, o, v.vocab, mask);
           },
-          py::arg("logits"), py::arg("slots"), py::arg("out"));
+          py::arg("logits"), py::arg("slots"), py::arg("out"), py::arg("token_mask") = py::none(),
+          py::arg("mask_rows") = py::none());
 }
 
 }  // namespace tokenwire::bindings

@@ -67,9 +67,10 @@ void BatchSampler::check_slots(const LogitsView& logits, const int32_t* slots) c
 }
 
 void BatchSampler::step(const LogitsView& logits, const int32_t* slots, const StepOutputs& out,
-                        bool advance) {
+                        bool advance, const TokenMask& mask) {
   check_slots(logits, slots);
   const int64_t limit = std::min(vocab_size_, logits.vocab);
+  check_token_mask(mask, logits.rows, limit);
   pool_->parallel_for(logits.rows, [&](int64_t i, int worker) {
     Row& r = *rows_[slots[i]];
     const History h{r.tokens.data(), static_cast<int64_t>(r.tokens.size()), r.prompt_len};
@@ -79,7 +80,7 @@ void BatchSampler::step(const LogitsView& logits, const int32_t* slots, const St
     o.top_logprobs = out.top_logprobs ? out.top_logprobs + i * out.top_n : nullptr;
     if (!o.top_ids || !o.top_logprobs) o.top_n = 0;
     sample_row(r.chain, r.params, h, RowRef(logits, i), limit, static_cast<uint64_t>(h.generated()),
-               ws_[worker], o);
+               ws_[worker], o, mask.row(i));
     out.token_ids[i] = o.token;
     if (out.logprobs) out.logprobs[i] = o.logprob;
     if (out.ranks) out.ranks[i] = o.rank;
@@ -87,13 +88,16 @@ void BatchSampler::step(const LogitsView& logits, const int32_t* slots, const St
   });
 }
 
-void BatchSampler::process(const LogitsView& logits, const int32_t* slots, float* out, int64_t out_stride) {
+void BatchSampler::process(const LogitsView& logits, const int32_t* slots, float* out, int64_t out_stride,
+                           const TokenMask& mask) {
   check_slots(logits, slots);
   const int64_t limit = std::min(vocab_size_, logits.vocab);
+  check_token_mask(mask, logits.rows, limit);
   pool_->parallel_for(logits.rows, [&](int64_t i, int worker) {
     const Row& r = *rows_[slots[i]];
     const History h{r.tokens.data(), static_cast<int64_t>(r.tokens.size()), r.prompt_len};
-    process_row(r.chain, h, RowRef(logits, i), limit, logits.vocab, ws_[worker], out + i * out_stride);
+    process_row(r.chain, h, RowRef(logits, i), limit, logits.vocab, ws_[worker], out + i * out_stride,
+                mask.row(i));
   });
 }
 

@@ -59,9 +59,19 @@ std::vector<int32_t> BeamSearch::sequence(int32_t node) const {
   return s;
 }
 
+void BeamSearch::check_mask(const LogitsView& logits, int64_t first_row, const TokenMask& mask) const {
+  if (!mask.bits) return;
+  if (mask.rows != logits.rows) {
+    throw std::invalid_argument("token_mask has " + std::to_string(mask.rows) + " rows, the logits have " +
+                                std::to_string(logits.rows));
+  }
+  check_token_mask_rows(mask, first_row, rows_expected(), std::min(vocab_size_, logits.vocab));
+}
+
 void BeamSearch::step(const LogitsView& logits, int64_t first_row, int32_t* parents, int32_t* tokens,
-                      Workspace& ws) {
+                      Workspace& ws, const TokenMask& mask) {
   if (done_) throw std::logic_error("beam search already done");
+  check_mask(logits, first_row, mask);
   const int32_t nb = params_.num_beams;
   const int64_t limit = std::min(vocab_size_, logits.vocab);
   const int64_t keep = beams_to_keep_;
@@ -86,7 +96,15 @@ void BeamSearch::step(const LogitsView& logits, int64_t first_row, int32_t* pare
       }
       static const History kEmpty{};
       run_edits(chain_, hp ? *hp : kEmpty, row, limit, shift, ws);
-      extract_candidates(row, limit, keep, shift, ws, &ws.maxima);
+      if (const uint32_t* bits = mask.row(r)) {
+        // Masked: candidates from the masked copy; the shift stays the unmasked row's (the
+        // mask does not renormalise), and the row's maxima do not describe the copy.
+        int32_t empty_id = 0;
+        const RowRef src = apply_token_mask(row, limit, bits, ws, empty_id);
+        extract_masked_candidates(src, limit, keep, shift, ws, empty_id);
+      } else {
+        extract_candidates(row, limit, keep, shift, ws, &ws.maxima);
+      }
       auto& v = ws.set.items;
       const size_t m = std::min<size_t>(keep, v.size());
       std::partial_sort(v.begin(), v.begin() + m, v.end(), ranks_before);
@@ -176,7 +194,7 @@ std::vector<Hypothesis> BeamSearch::hypotheses() const {
 }
 
 void step_beams(const std::vector<BeamSearch*>& searches, const LogitsView& logits, ThreadPool& pool,
-                std::vector<Workspace>& ws, int32_t* parents, int32_t* tokens) {
+                std::vector<Workspace>& ws, int32_t* parents, int32_t* tokens, const TokenMask& mask) {
   std::vector<int64_t> row_at(searches.size()), out_at(searches.size());
   int64_t rows = 0, outs = 0;
   for (size_t i = 0; i < searches.size(); ++i) {
@@ -190,8 +208,11 @@ void step_beams(const std::vector<BeamSearch*>& searches, const LogitsView& logi
     throw std::invalid_argument("logits has " + std::to_string(logits.rows) + " rows, the searches expect " +
                                 std::to_string(rows));
   }
+  // All searches' masks first: a bad row must not leave some searches stepped and others not.
+  // (step() checks its rows again; that is O(words) per row, nothing next to the row pass.)
+  for (size_t i = 0; i < searches.size(); ++i) searches[i]->check_mask(logits, row_at[i], mask);
   pool.parallel_for(static_cast<int64_t>(searches.size()), [&](int64_t i, int worker) {
-    searches[i]->step(logits, row_at[i], parents + out_at[i], tokens + out_at[i], ws[worker]);
+    searches[i]->step(logits, row_at[i], parents + out_at[i], tokens + out_at[i], ws[worker], mask);
   });
 }
 

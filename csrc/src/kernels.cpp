@@ -306,6 +306,19 @@ void top_candidates(const RowRef& row, int64_t n, int64_t k, const std::vector<C
   if (static_cast<int64_t>(out.size()) > keep) s.compact();
 }
 
+// 32 floats per mask word, the lane's bit tested with a constant per lane ((b & (1 << j)) needs
+// no variable shift), so every clone vectorises it as broadcast, and, compare, blend.
+TW_CLONES void apply_bitmask(float* x, int64_t n, const uint32_t* bits) {
+  const float ninf = -std::numeric_limits<float>::infinity();
+  const int64_t full = n / 32;
+  for (int64_t w = 0; w < full; ++w) {
+    const uint32_t b = bits[w];
+    float* p = x + w * 32;
+    for (int j = 0; j < 32; ++j) p[j] = (b & (1u << j)) ? p[j] : ninf;
+  }
+  for (int64_t i = full * 32; i < n; ++i) x[i] = (bits[full] & (1u << (i - full * 32))) ? x[i] : ninf;
+}
+
 void load_row(const RowRef& row, int64_t n, std::vector<float>& out) {
   out.resize(n);
   row.convert(0, n, out.data());

@@ -119,13 +119,17 @@ def _models(args: argparse.Namespace) -> int:
             infos: Iterable[Any] = [info]
         else:
             infos = c.models.ListModels(models_pb2.ListModelsRequest(), timeout=args.timeout).models
+        infos = list(infos)
+        width = max((len(info.name) for info in infos), default=0)  # columns line up, whatever the names
         for info in infos:
             if args.json:
                 _print_json(info)
             else:
                 tasks = ",".join(models_pb2.Task.Name(t).removeprefix("TASK_").lower() for t in info.tasks)
                 state = models_pb2.ModelState.Name(info.state).removeprefix("MODEL_STATE_").lower()
-                print(f"{info.name:16} {state:8} {tasks:32} {info.architecture} ({info.dtype or '?'}) {info.source}")
+                print(
+                    f"{info.name:{width}} {state:8} {tasks:32} {info.architecture} ({info.dtype or '?'}) {info.source}"
+                )
     return 0
 
 
@@ -178,7 +182,41 @@ def _generation_fields(args: argparse.Namespace) -> dict[str, Any]:
         method, beam.num_beams = common_pb2.DECODING_METHOD_BEAM_SEARCH, args.num_beams
     elif args.sample or any(getattr(args, n) is not None for n in ("temperature", "top_k", "top_p", "seed")):
         method = common_pb2.DECODING_METHOD_SAMPLE
-    return {"method": method, "sampling": sampling, "stopping": stopping, "beam": beam, "num_return_sequences": args.n}
+    fields = {
+        "method": method,
+        "sampling": sampling,
+        "stopping": stopping,
+        "beam": beam,
+        "num_return_sequences": args.n,
+    }
+    constraint = _constraint(args)
+    if constraint is not None:
+        fields["constraint"] = constraint
+    return fields
+
+
+def _constraint(args: argparse.Namespace) -> Any:
+    """The structured-output flags → a Constraint (at most one kind; argparse enforces it)."""
+    from .v1 import common_pb2
+
+    if args.json_schema is not None:
+        return common_pb2.Constraint(json_schema=_read_text(args.json_schema, "--json-schema"))
+    if args.grammar is not None:
+        return common_pb2.Constraint(grammar=_read_text(args.grammar, "--grammar"))
+    if args.regex is not None:
+        return common_pb2.Constraint(regex=args.regex)
+    if args.choice:
+        return common_pb2.Constraint(choices=common_pb2.ChoiceList(values=args.choice))
+    if args.json_object:
+        return common_pb2.Constraint(json_object=True)
+    return None
+
+
+def _read_text(path: str, flag: str) -> str:
+    try:
+        return sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SystemExit(f"tokenwire: {flag}: cannot read {path}: {exc.strerror}") from None
 
 
 def _print_generation(
@@ -448,6 +486,12 @@ def _generation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-beams", type=int, help="beam search with this many beams")
     p.add_argument("-n", type=int, default=1, help="sequences to return")
     p.add_argument("--stop", action="append", help="stop string (repeatable)")
+    structured = p.add_argument_group("structured output (one of)").add_mutually_exclusive_group()
+    structured.add_argument("--json-schema", metavar="FILE", help="output valid against this JSON Schema ('-': stdin)")
+    structured.add_argument("--json-object", action="store_true", help="output is any JSON value")
+    structured.add_argument("--regex", help="output matches this regular expression")
+    structured.add_argument("--grammar", metavar="FILE", help="output follows this EBNF (GBNF) grammar ('-': stdin)")
+    structured.add_argument("--choice", action="append", help="output is one of these strings (repeatable)")
 
 
 # One example per command, shown at the end of its --help.
@@ -456,7 +500,9 @@ EXAMPLES = {
     "tokenize": 'tokenwire tokenize --model tiny-gpt2 "naïve café"',
     "detokenize": "tokenwire detokenize --model tiny-gpt2 917 769",
     "generate": 'tokenwire generate --model tiny-llama --stream --max-new-tokens 32 "Once upon a time"\n'
-    '  tokenwire generate --sample --temperature 0.8 --seed 7 -n 2 "Dear colleagues,"',
+    '  tokenwire generate --sample --temperature 0.8 --seed 7 -n 2 "Dear colleagues,"\n'
+    '  tokenwire generate --json-schema person.json "A person:"\n'
+    '  tokenwire generate --choice yes --choice no "Is it raining?"',
     "chat": 'tokenwire chat --image cat.png "What is in this picture?"',
     "fill-mask": 'tokenwire fill-mask --model tiny-bert "The capital of France, [MASK], contains the Eiffel Tower."',
     "next-sentence": 'tokenwire next-sentence "I went to the store." "I bought some milk."',

@@ -154,6 +154,62 @@ func (EarlyStopping) EnumDescriptor() ([]byte, []int) {
 	return file_tokenwire_v1_common_proto_rawDescGZIP(), []int{1}
 }
 
+// The distribution TokenLogprob and TopLogprob describe.
+type LogprobsMode int32
+
+const (
+	// As LOGPROBS_MODE_RAW.
+	LogprobsMode_LOGPROBS_MODE_UNSPECIFIED LogprobsMode = 0
+	// The model's own: log-softmax of the logits before penalties, temperature, filters and
+	// constraints.
+	LogprobsMode_LOGPROBS_MODE_RAW LogprobsMode = 1
+	// The one the token was chosen from: after penalties, bad words, a constraint's mask,
+	// temperature and the top-k / top-p / min-p / typical-p filters (alternatives removed by
+	// them are not reported). Sampled and greedy rows; beam search reports RAW.
+	LogprobsMode_LOGPROBS_MODE_PROCESSED LogprobsMode = 2
+)
+
+// Enum value maps for LogprobsMode.
+var (
+	LogprobsMode_name = map[int32]string{
+		0: "LOGPROBS_MODE_UNSPECIFIED",
+		1: "LOGPROBS_MODE_RAW",
+		2: "LOGPROBS_MODE_PROCESSED",
+	}
+	LogprobsMode_value = map[string]int32{
+		"LOGPROBS_MODE_UNSPECIFIED": 0,
+		"LOGPROBS_MODE_RAW":         1,
+		"LOGPROBS_MODE_PROCESSED":   2,
+	}
+)
+
+func (x LogprobsMode) Enum() *LogprobsMode {
+	p := new(LogprobsMode)
+	*p = x
+	return p
+}
+
+func (x LogprobsMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LogprobsMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_tokenwire_v1_common_proto_enumTypes[2].Descriptor()
+}
+
+func (LogprobsMode) Type() protoreflect.EnumType {
+	return &file_tokenwire_v1_common_proto_enumTypes[2]
+}
+
+func (x LogprobsMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LogprobsMode.Descriptor instead.
+func (LogprobsMode) EnumDescriptor() ([]byte, []int) {
+	return file_tokenwire_v1_common_proto_rawDescGZIP(), []int{2}
+}
+
 // Why a sequence ended.
 type FinishReason int32
 
@@ -213,11 +269,11 @@ func (x FinishReason) String() string {
 }
 
 func (FinishReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_tokenwire_v1_common_proto_enumTypes[2].Descriptor()
+	return file_tokenwire_v1_common_proto_enumTypes[3].Descriptor()
 }
 
 func (FinishReason) Type() protoreflect.EnumType {
-	return &file_tokenwire_v1_common_proto_enumTypes[2]
+	return &file_tokenwire_v1_common_proto_enumTypes[3]
 }
 
 func (x FinishReason) Number() protoreflect.EnumNumber {
@@ -226,7 +282,7 @@ func (x FinishReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FinishReason.Descriptor instead.
 func (FinishReason) EnumDescriptor() ([]byte, []int) {
-	return file_tokenwire_v1_common_proto_rawDescGZIP(), []int{2}
+	return file_tokenwire_v1_common_proto_rawDescGZIP(), []int{3}
 }
 
 // Logits processing and sampling knobs.
@@ -614,7 +670,9 @@ type LogprobsParams struct {
 	Enabled bool `protobuf:"varint,1,opt,name=enabled,proto3" json:"enabled,omitempty"`
 	// Alternatives reported per position (TokenLogprob.top), most likely first.
 	// Count; range [0, 20]; default 0 (only the chosen token). Read only when enabled.
-	TopN          uint32 `protobuf:"varint,2,opt,name=top_n,json=topN,proto3" json:"top_n,omitempty"`
+	TopN uint32 `protobuf:"varint,2,opt,name=top_n,json=topN,proto3" json:"top_n,omitempty"`
+	// Which distribution the logprobs describe. Default LOGPROBS_MODE_UNSPECIFIED (= RAW).
+	Mode          LogprobsMode `protobuf:"varint,3,opt,name=mode,proto3,enum=tokenwire.v1.LogprobsMode" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -663,6 +721,13 @@ func (x *LogprobsParams) GetTopN() uint32 {
 	return 0
 }
 
+func (x *LogprobsParams) GetMode() LogprobsMode {
+	if x != nil {
+		return x.Mode
+	}
+	return LogprobsMode_LOGPROBS_MODE_UNSPECIFIED
+}
+
 // One alternative token at a position.
 type TopLogprob struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -671,8 +736,9 @@ type TopLogprob struct {
 	// The token decoded on its own (may hold U+FFFD when the token is part of a
 	// multi-byte UTF-8 character).
 	Token string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
-	// Natural-log probability under the model's raw distribution (log-softmax of the
-	// logits before any processing). Range (-inf, 0].
+	// Natural-log probability under the distribution LogprobsParams.mode names (by default
+	// the model's raw one: log-softmax of the logits before any processing). Range
+	// (-inf, 0].
 	Logprob       float32 `protobuf:"fixed32,3,opt,name=logprob,proto3" json:"logprob,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -736,9 +802,9 @@ type TokenLogprob struct {
 	TokenId uint32 `protobuf:"varint,1,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
 	// The token decoded on its own (may hold U+FFFD for a partial UTF-8 character).
 	Token string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
-	// Natural-log probability of this token under the model's raw distribution
-	// (log-softmax of the logits before penalties, temperature and filters). Range
-	// (-inf, 0].
+	// Natural-log probability of this token under the distribution LogprobsParams.mode
+	// names (by default the model's raw one: log-softmax of the logits before penalties,
+	// temperature and filters). Range (-inf, 0].
 	Logprob float32 `protobuf:"fixed32,3,opt,name=logprob,proto3" json:"logprob,omitempty"`
 	// 1-based rank of this token in that distribution (1 = most likely). Range
 	// [1, vocab_size].
@@ -1042,6 +1108,204 @@ func (x *Image) GetMimeType() string {
 	return ""
 }
 
+// Structured output: a constraint the generated text must satisfy, enforced while decoding
+// by masking the tokens that would break it (in every decoding method: greedy, sampling,
+// n > 1, beam search; streamed or not). EOS is allowed only where the constraint may end,
+// and a constraint that can take nothing more allows only EOS. So FINISH_REASON_EOS_TOKEN
+// means the text satisfies the constraint; a sequence cut short (FINISH_REASON_LENGTH, a
+// stop string or token, the time limit) returns its partial text, which may not. Compiled
+// once per model and constraint text (cached); one that does not compile, or not within the
+// server's time limit (10 s), is INVALID_ARGUMENT naming constraint.<kind> with the
+// compiler's message. Not combinable with StoppingParams.ignore_eos; a model without an EOS
+// token cannot take constraints (FAILED_PRECONDITION).
+type Constraint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Exactly one kind. No kind set means no constraint.
+	//
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*Constraint_JsonSchema
+	//	*Constraint_JsonObject
+	//	*Constraint_Regex
+	//	*Constraint_Grammar
+	//	*Constraint_Choices
+	Kind          isConstraint_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Constraint) Reset() {
+	*x = Constraint{}
+	mi := &file_tokenwire_v1_common_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Constraint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Constraint) ProtoMessage() {}
+
+func (x *Constraint) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenwire_v1_common_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Constraint.ProtoReflect.Descriptor instead.
+func (*Constraint) Descriptor() ([]byte, []int) {
+	return file_tokenwire_v1_common_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Constraint) GetKind() isConstraint_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *Constraint) GetJsonSchema() string {
+	if x != nil {
+		if x, ok := x.Kind.(*Constraint_JsonSchema); ok {
+			return x.JsonSchema
+		}
+	}
+	return ""
+}
+
+func (x *Constraint) GetJsonObject() bool {
+	if x != nil {
+		if x, ok := x.Kind.(*Constraint_JsonObject); ok {
+			return x.JsonObject
+		}
+	}
+	return false
+}
+
+func (x *Constraint) GetRegex() string {
+	if x != nil {
+		if x, ok := x.Kind.(*Constraint_Regex); ok {
+			return x.Regex
+		}
+	}
+	return ""
+}
+
+func (x *Constraint) GetGrammar() string {
+	if x != nil {
+		if x, ok := x.Kind.(*Constraint_Grammar); ok {
+			return x.Grammar
+		}
+	}
+	return ""
+}
+
+func (x *Constraint) GetChoices() *ChoiceList {
+	if x != nil {
+		if x, ok := x.Kind.(*Constraint_Choices); ok {
+			return x.Choices
+		}
+	}
+	return nil
+}
+
+type isConstraint_Kind interface {
+	isConstraint_Kind()
+}
+
+type Constraint_JsonSchema struct {
+	// A JSON Schema document (draft 2020-12 keywords: type, properties, required, enum,
+	// const, items, minItems / maxItems, minimum / maximum, pattern, anyOf, $ref, ...).
+	// The output is compact JSON (no whitespace between tokens) valid against it.
+	JsonSchema string `protobuf:"bytes,1,opt,name=json_schema,json=jsonSchema,proto3,oneof"`
+}
+
+type Constraint_JsonObject struct {
+	// true: any JSON value (object, array, string, number, true, false, null). false means
+	// no constraint.
+	JsonObject bool `protobuf:"varint,2,opt,name=json_object,json=jsonObject,proto3,oneof"`
+}
+
+type Constraint_Regex struct {
+	// A regular expression the whole output must match (ECMAScript-style syntax: classes,
+	// groups, alternation, quantifiers; no lookaround or backreferences).
+	Regex string `protobuf:"bytes,3,opt,name=regex,proto3,oneof"`
+}
+
+type Constraint_Grammar struct {
+	// An EBNF grammar (GBNF syntax, as llama.cpp and xgrammar take it) with a rule named
+	// `root`, e.g. `root ::= "yes" | "no"`.
+	Grammar string `protobuf:"bytes,4,opt,name=grammar,proto3,oneof"`
+}
+
+type Constraint_Choices struct {
+	// The output is exactly one of these strings.
+	Choices *ChoiceList `protobuf:"bytes,5,opt,name=choices,proto3,oneof"`
+}
+
+func (*Constraint_JsonSchema) isConstraint_Kind() {}
+
+func (*Constraint_JsonObject) isConstraint_Kind() {}
+
+func (*Constraint_Regex) isConstraint_Kind() {}
+
+func (*Constraint_Grammar) isConstraint_Kind() {}
+
+func (*Constraint_Choices) isConstraint_Kind() {}
+
+// The strings a Constraint.choices output may be.
+type ChoiceList struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The allowed outputs, each non-empty. Count; range [1, 1024].
+	Values        []string `protobuf:"bytes,1,rep,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChoiceList) Reset() {
+	*x = ChoiceList{}
+	mi := &file_tokenwire_v1_common_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChoiceList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChoiceList) ProtoMessage() {}
+
+func (x *ChoiceList) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenwire_v1_common_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChoiceList.ProtoReflect.Descriptor instead.
+func (*ChoiceList) Descriptor() ([]byte, []int) {
+	return file_tokenwire_v1_common_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ChoiceList) GetValues() []string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
 var File_tokenwire_v1_common_proto protoreflect.FileDescriptor
 
 const file_tokenwire_v1_common_proto_rawDesc = "" +
@@ -1093,10 +1357,11 @@ const file_tokenwire_v1_common_proto_rawDesc = "" +
 	"ignore_eos\x18\x05 \x01(\bR\tignoreEos\x123\n" +
 	"\x16include_stop_in_output\x18\x06 \x01(\bR\x13includeStopInOutput\x12\"\n" +
 	"\rtime_limit_ms\x18\a \x01(\rR\vtimeLimitMsB\x11\n" +
-	"\x0f_max_new_tokens\"?\n" +
+	"\x0f_max_new_tokens\"o\n" +
 	"\x0eLogprobsParams\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\x13\n" +
-	"\x05top_n\x18\x02 \x01(\rR\x04topN\"W\n" +
+	"\x05top_n\x18\x02 \x01(\rR\x04topN\x12.\n" +
+	"\x04mode\x18\x03 \x01(\x0e2\x1a.tokenwire.v1.LogprobsModeR\x04mode\"W\n" +
 	"\n" +
 	"TopLogprob\x12\x19\n" +
 	"\btoken_id\x18\x01 \x01(\rR\atokenId\x12\x14\n" +
@@ -1124,7 +1389,20 @@ const file_tokenwire_v1_common_proto_rawDesc = "" +
 	"\ftotal_tokens\x18\x03 \x01(\rR\vtotalTokens\"8\n" +
 	"\x05Image\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x1b\n" +
-	"\tmime_type\x18\x02 \x01(\tR\bmimeType*\x8a\x01\n" +
+	"\tmime_type\x18\x02 \x01(\tR\bmimeType\"\xc4\x01\n" +
+	"\n" +
+	"Constraint\x12!\n" +
+	"\vjson_schema\x18\x01 \x01(\tH\x00R\n" +
+	"jsonSchema\x12!\n" +
+	"\vjson_object\x18\x02 \x01(\bH\x00R\n" +
+	"jsonObject\x12\x16\n" +
+	"\x05regex\x18\x03 \x01(\tH\x00R\x05regex\x12\x1a\n" +
+	"\agrammar\x18\x04 \x01(\tH\x00R\agrammar\x124\n" +
+	"\achoices\x18\x05 \x01(\v2\x18.tokenwire.v1.ChoiceListH\x00R\achoicesB\x06\n" +
+	"\x04kind\"$\n" +
+	"\n" +
+	"ChoiceList\x12\x16\n" +
+	"\x06values\x18\x01 \x03(\tR\x06values*\x8a\x01\n" +
 	"\x0eDecodingMethod\x12\x1f\n" +
 	"\x1bDECODING_METHOD_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16DECODING_METHOD_GREEDY\x10\x01\x12\x1a\n" +
@@ -1134,7 +1412,11 @@ const file_tokenwire_v1_common_proto_rawDesc = "" +
 	"\x1aEARLY_STOPPING_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dEARLY_STOPPING_NUM_BEAMS_DONE\x10\x01\x12\x1c\n" +
 	"\x18EARLY_STOPPING_HEURISTIC\x10\x02\x12\x18\n" +
-	"\x14EARLY_STOPPING_NEVER\x10\x03*\xf7\x01\n" +
+	"\x14EARLY_STOPPING_NEVER\x10\x03*a\n" +
+	"\fLogprobsMode\x12\x1d\n" +
+	"\x19LOGPROBS_MODE_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11LOGPROBS_MODE_RAW\x10\x01\x12\x1b\n" +
+	"\x17LOGPROBS_MODE_PROCESSED\x10\x02*\xf7\x01\n" +
 	"\fFinishReason\x12\x1d\n" +
 	"\x19FINISH_REASON_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14FINISH_REASON_LENGTH\x10\x01\x12\x1b\n" +
@@ -1158,34 +1440,39 @@ func file_tokenwire_v1_common_proto_rawDescGZIP() []byte {
 	return file_tokenwire_v1_common_proto_rawDescData
 }
 
-var file_tokenwire_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_tokenwire_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_tokenwire_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_tokenwire_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_tokenwire_v1_common_proto_goTypes = []any{
 	(DecodingMethod)(0),    // 0: tokenwire.v1.DecodingMethod
 	(EarlyStopping)(0),     // 1: tokenwire.v1.EarlyStopping
-	(FinishReason)(0),      // 2: tokenwire.v1.FinishReason
-	(*SamplingParams)(nil), // 3: tokenwire.v1.SamplingParams
-	(*BeamParams)(nil),     // 4: tokenwire.v1.BeamParams
-	(*StoppingParams)(nil), // 5: tokenwire.v1.StoppingParams
-	(*LogprobsParams)(nil), // 6: tokenwire.v1.LogprobsParams
-	(*TopLogprob)(nil),     // 7: tokenwire.v1.TopLogprob
-	(*TokenLogprob)(nil),   // 8: tokenwire.v1.TokenLogprob
-	(*Sequence)(nil),       // 9: tokenwire.v1.Sequence
-	(*Usage)(nil),          // 10: tokenwire.v1.Usage
-	(*Image)(nil),          // 11: tokenwire.v1.Image
-	nil,                    // 12: tokenwire.v1.SamplingParams.LogitBiasEntry
+	(LogprobsMode)(0),      // 2: tokenwire.v1.LogprobsMode
+	(FinishReason)(0),      // 3: tokenwire.v1.FinishReason
+	(*SamplingParams)(nil), // 4: tokenwire.v1.SamplingParams
+	(*BeamParams)(nil),     // 5: tokenwire.v1.BeamParams
+	(*StoppingParams)(nil), // 6: tokenwire.v1.StoppingParams
+	(*LogprobsParams)(nil), // 7: tokenwire.v1.LogprobsParams
+	(*TopLogprob)(nil),     // 8: tokenwire.v1.TopLogprob
+	(*TokenLogprob)(nil),   // 9: tokenwire.v1.TokenLogprob
+	(*Sequence)(nil),       // 10: tokenwire.v1.Sequence
+	(*Usage)(nil),          // 11: tokenwire.v1.Usage
+	(*Image)(nil),          // 12: tokenwire.v1.Image
+	(*Constraint)(nil),     // 13: tokenwire.v1.Constraint
+	(*ChoiceList)(nil),     // 14: tokenwire.v1.ChoiceList
+	nil,                    // 15: tokenwire.v1.SamplingParams.LogitBiasEntry
 }
 var file_tokenwire_v1_common_proto_depIdxs = []int32{
-	12, // 0: tokenwire.v1.SamplingParams.logit_bias:type_name -> tokenwire.v1.SamplingParams.LogitBiasEntry
+	15, // 0: tokenwire.v1.SamplingParams.logit_bias:type_name -> tokenwire.v1.SamplingParams.LogitBiasEntry
 	1,  // 1: tokenwire.v1.BeamParams.early_stopping:type_name -> tokenwire.v1.EarlyStopping
-	7,  // 2: tokenwire.v1.TokenLogprob.top:type_name -> tokenwire.v1.TopLogprob
-	2,  // 3: tokenwire.v1.Sequence.finish_reason:type_name -> tokenwire.v1.FinishReason
-	8,  // 4: tokenwire.v1.Sequence.logprobs:type_name -> tokenwire.v1.TokenLogprob
-	5,  // [5:5] is the sub-list for method output_type
-	5,  // [5:5] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	2,  // 2: tokenwire.v1.LogprobsParams.mode:type_name -> tokenwire.v1.LogprobsMode
+	8,  // 3: tokenwire.v1.TokenLogprob.top:type_name -> tokenwire.v1.TopLogprob
+	3,  // 4: tokenwire.v1.Sequence.finish_reason:type_name -> tokenwire.v1.FinishReason
+	9,  // 5: tokenwire.v1.Sequence.logprobs:type_name -> tokenwire.v1.TokenLogprob
+	14, // 6: tokenwire.v1.Constraint.choices:type_name -> tokenwire.v1.ChoiceList
+	7,  // [7:7] is the sub-list for method output_type
+	7,  // [7:7] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_tokenwire_v1_common_proto_init() }
@@ -1197,13 +1484,20 @@ func file_tokenwire_v1_common_proto_init() {
 	file_tokenwire_v1_common_proto_msgTypes[1].OneofWrappers = []any{}
 	file_tokenwire_v1_common_proto_msgTypes[2].OneofWrappers = []any{}
 	file_tokenwire_v1_common_proto_msgTypes[6].OneofWrappers = []any{}
+	file_tokenwire_v1_common_proto_msgTypes[9].OneofWrappers = []any{
+		(*Constraint_JsonSchema)(nil),
+		(*Constraint_JsonObject)(nil),
+		(*Constraint_Regex)(nil),
+		(*Constraint_Grammar)(nil),
+		(*Constraint_Choices)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tokenwire_v1_common_proto_rawDesc), len(file_tokenwire_v1_common_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   10,
+			NumEnums:      4,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -56,8 +56,11 @@ type GenerateRequest struct {
 	// Whether special tokens (EOS, pad, ...) are dropped from Sequence.text and the
 	// streamed text; token_ids always keep them. Unset: true.
 	SkipSpecialTokens *bool `protobuf:"varint,11,opt,name=skip_special_tokens,json=skipSpecialTokens,proto3,oneof" json:"skip_special_tokens,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Structured output: what the generated text must match (JSON Schema, any JSON, regex,
+	// grammar, one of a list). Unset: no constraint.
+	Constraint    *Constraint `protobuf:"bytes,12,opt,name=constraint,proto3" json:"constraint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GenerateRequest) Reset() {
@@ -165,6 +168,13 @@ func (x *GenerateRequest) GetSkipSpecialTokens() bool {
 		return *x.SkipSpecialTokens
 	}
 	return false
+}
+
+func (x *GenerateRequest) GetConstraint() *Constraint {
+	if x != nil {
+		return x.Constraint
+	}
+	return nil
 }
 
 // The result of Generate (and Multimodal.MultimodalChat).
@@ -390,7 +400,7 @@ var File_tokenwire_v1_generation_proto protoreflect.FileDescriptor
 
 const file_tokenwire_v1_generation_proto_rawDesc = "" +
 	"\n" +
-	"\x1dtokenwire/v1/generation.proto\x12\ftokenwire.v1\x1a\x19tokenwire/v1/common.proto\"\xb7\x04\n" +
+	"\x1dtokenwire/v1/generation.proto\x12\ftokenwire.v1\x1a\x19tokenwire/v1/common.proto\"\xf1\x04\n" +
 	"\x0fGenerateRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x16\n" +
 	"\x06prompt\x18\x02 \x01(\tR\x06prompt\x12\x1b\n" +
@@ -403,7 +413,10 @@ const file_tokenwire_v1_generation_proto_rawDesc = "" +
 	"\blogprobs\x18\t \x01(\v2\x1c.tokenwire.v1.LogprobsParamsR\blogprobs\x121\n" +
 	"\x12add_special_tokens\x18\n" +
 	" \x01(\bH\x00R\x10addSpecialTokens\x88\x01\x01\x123\n" +
-	"\x13skip_special_tokens\x18\v \x01(\bH\x01R\x11skipSpecialTokens\x88\x01\x01B\x15\n" +
+	"\x13skip_special_tokens\x18\v \x01(\bH\x01R\x11skipSpecialTokens\x88\x01\x01\x128\n" +
+	"\n" +
+	"constraint\x18\f \x01(\v2\x18.tokenwire.v1.ConstraintR\n" +
+	"constraintB\x15\n" +
 	"\x13_add_special_tokensB\x16\n" +
 	"\x14_skip_special_tokens\"\xab\x01\n" +
 	"\x10GenerateResponse\x124\n" +
@@ -456,10 +469,11 @@ var file_tokenwire_v1_generation_proto_goTypes = []any{
 	(*BeamParams)(nil),             // 5: tokenwire.v1.BeamParams
 	(*StoppingParams)(nil),         // 6: tokenwire.v1.StoppingParams
 	(*LogprobsParams)(nil),         // 7: tokenwire.v1.LogprobsParams
-	(*Sequence)(nil),               // 8: tokenwire.v1.Sequence
-	(*Usage)(nil),                  // 9: tokenwire.v1.Usage
-	(FinishReason)(0),              // 10: tokenwire.v1.FinishReason
-	(*TokenLogprob)(nil),           // 11: tokenwire.v1.TokenLogprob
+	(*Constraint)(nil),             // 8: tokenwire.v1.Constraint
+	(*Sequence)(nil),               // 9: tokenwire.v1.Sequence
+	(*Usage)(nil),                  // 10: tokenwire.v1.Usage
+	(FinishReason)(0),              // 11: tokenwire.v1.FinishReason
+	(*TokenLogprob)(nil),           // 12: tokenwire.v1.TokenLogprob
 }
 var file_tokenwire_v1_generation_proto_depIdxs = []int32{
 	3,  // 0: tokenwire.v1.GenerateRequest.method:type_name -> tokenwire.v1.DecodingMethod
@@ -467,20 +481,21 @@ var file_tokenwire_v1_generation_proto_depIdxs = []int32{
 	5,  // 2: tokenwire.v1.GenerateRequest.beam:type_name -> tokenwire.v1.BeamParams
 	6,  // 3: tokenwire.v1.GenerateRequest.stopping:type_name -> tokenwire.v1.StoppingParams
 	7,  // 4: tokenwire.v1.GenerateRequest.logprobs:type_name -> tokenwire.v1.LogprobsParams
-	8,  // 5: tokenwire.v1.GenerateResponse.sequences:type_name -> tokenwire.v1.Sequence
-	9,  // 6: tokenwire.v1.GenerateResponse.usage:type_name -> tokenwire.v1.Usage
-	10, // 7: tokenwire.v1.GenerateStreamResponse.finish_reason:type_name -> tokenwire.v1.FinishReason
-	11, // 8: tokenwire.v1.GenerateStreamResponse.logprobs:type_name -> tokenwire.v1.TokenLogprob
-	9,  // 9: tokenwire.v1.GenerateStreamResponse.usage:type_name -> tokenwire.v1.Usage
-	0,  // 10: tokenwire.v1.Generation.Generate:input_type -> tokenwire.v1.GenerateRequest
-	0,  // 11: tokenwire.v1.Generation.GenerateStream:input_type -> tokenwire.v1.GenerateRequest
-	1,  // 12: tokenwire.v1.Generation.Generate:output_type -> tokenwire.v1.GenerateResponse
-	2,  // 13: tokenwire.v1.Generation.GenerateStream:output_type -> tokenwire.v1.GenerateStreamResponse
-	12, // [12:14] is the sub-list for method output_type
-	10, // [10:12] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	8,  // 5: tokenwire.v1.GenerateRequest.constraint:type_name -> tokenwire.v1.Constraint
+	9,  // 6: tokenwire.v1.GenerateResponse.sequences:type_name -> tokenwire.v1.Sequence
+	10, // 7: tokenwire.v1.GenerateResponse.usage:type_name -> tokenwire.v1.Usage
+	11, // 8: tokenwire.v1.GenerateStreamResponse.finish_reason:type_name -> tokenwire.v1.FinishReason
+	12, // 9: tokenwire.v1.GenerateStreamResponse.logprobs:type_name -> tokenwire.v1.TokenLogprob
+	10, // 10: tokenwire.v1.GenerateStreamResponse.usage:type_name -> tokenwire.v1.Usage
+	0,  // 11: tokenwire.v1.Generation.Generate:input_type -> tokenwire.v1.GenerateRequest
+	0,  // 12: tokenwire.v1.Generation.GenerateStream:input_type -> tokenwire.v1.GenerateRequest
+	1,  // 13: tokenwire.v1.Generation.Generate:output_type -> tokenwire.v1.GenerateResponse
+	2,  // 14: tokenwire.v1.Generation.GenerateStream:output_type -> tokenwire.v1.GenerateStreamResponse
+	13, // [13:15] is the sub-list for method output_type
+	11, // [11:13] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_tokenwire_v1_generation_proto_init() }

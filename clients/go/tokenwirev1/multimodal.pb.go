@@ -193,8 +193,11 @@ type MultimodalChatRequest struct {
 	Logprobs *LogprobsParams `protobuf:"bytes,9,opt,name=logprobs,proto3" json:"logprobs,omitempty"`
 	// As GenerateRequest.skip_special_tokens. Unset: true.
 	SkipSpecialTokens *bool `protobuf:"varint,11,opt,name=skip_special_tokens,json=skipSpecialTokens,proto3,oneof" json:"skip_special_tokens,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Structured output: what the generated text must match (JSON Schema, any JSON, regex,
+	// grammar, one of a list). Unset: no constraint.
+	Constraint    *Constraint `protobuf:"bytes,12,opt,name=constraint,proto3" json:"constraint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MultimodalChatRequest) Reset() {
@@ -288,6 +291,13 @@ func (x *MultimodalChatRequest) GetSkipSpecialTokens() bool {
 		return *x.SkipSpecialTokens
 	}
 	return false
+}
+
+func (x *MultimodalChatRequest) GetConstraint() *Constraint {
+	if x != nil {
+		return x.Constraint
+	}
+	return nil
 }
 
 // Zero-shot image classification request (CLIP-style: the image is compared with one
@@ -664,7 +674,7 @@ const file_tokenwire_v1_multimodal_proto_rawDesc = "" +
 	"\acontent\"R\n" +
 	"\vChatMessage\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12/\n" +
-	"\x05parts\x18\x02 \x03(\v2\x19.tokenwire.v1.ContentPartR\x05parts\"\xf5\x03\n" +
+	"\x05parts\x18\x02 \x03(\v2\x19.tokenwire.v1.ContentPartR\x05parts\"\xaf\x04\n" +
 	"\x15MultimodalChatRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x125\n" +
 	"\bmessages\x18\x02 \x03(\v2\x19.tokenwire.v1.ChatMessageR\bmessages\x124\n" +
@@ -674,7 +684,10 @@ const file_tokenwire_v1_multimodal_proto_rawDesc = "" +
 	"\bstopping\x18\a \x01(\v2\x1c.tokenwire.v1.StoppingParamsR\bstopping\x120\n" +
 	"\x14num_return_sequences\x18\b \x01(\rR\x12numReturnSequences\x128\n" +
 	"\blogprobs\x18\t \x01(\v2\x1c.tokenwire.v1.LogprobsParamsR\blogprobs\x123\n" +
-	"\x13skip_special_tokens\x18\v \x01(\bH\x00R\x11skipSpecialTokens\x88\x01\x01B\x16\n" +
+	"\x13skip_special_tokens\x18\v \x01(\bH\x00R\x11skipSpecialTokens\x88\x01\x01\x128\n" +
+	"\n" +
+	"constraint\x18\f \x01(\v2\x18.tokenwire.v1.ConstraintR\n" +
+	"constraintB\x16\n" +
 	"\x14_skip_special_tokens\"\xa0\x01\n" +
 	"\x14ClassifyImageRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12)\n" +
@@ -739,8 +752,9 @@ var file_tokenwire_v1_multimodal_proto_goTypes = []any{
 	(*BeamParams)(nil),             // 12: tokenwire.v1.BeamParams
 	(*StoppingParams)(nil),         // 13: tokenwire.v1.StoppingParams
 	(*LogprobsParams)(nil),         // 14: tokenwire.v1.LogprobsParams
-	(*GenerateResponse)(nil),       // 15: tokenwire.v1.GenerateResponse
-	(*GenerateStreamResponse)(nil), // 16: tokenwire.v1.GenerateStreamResponse
+	(*Constraint)(nil),             // 15: tokenwire.v1.Constraint
+	(*GenerateResponse)(nil),       // 16: tokenwire.v1.GenerateResponse
+	(*GenerateStreamResponse)(nil), // 17: tokenwire.v1.GenerateStreamResponse
 }
 var file_tokenwire_v1_multimodal_proto_depIdxs = []int32{
 	9,  // 0: tokenwire.v1.ContentPart.image:type_name -> tokenwire.v1.Image
@@ -751,23 +765,24 @@ var file_tokenwire_v1_multimodal_proto_depIdxs = []int32{
 	12, // 5: tokenwire.v1.MultimodalChatRequest.beam:type_name -> tokenwire.v1.BeamParams
 	13, // 6: tokenwire.v1.MultimodalChatRequest.stopping:type_name -> tokenwire.v1.StoppingParams
 	14, // 7: tokenwire.v1.MultimodalChatRequest.logprobs:type_name -> tokenwire.v1.LogprobsParams
-	9,  // 8: tokenwire.v1.ClassifyImageRequest.image:type_name -> tokenwire.v1.Image
-	4,  // 9: tokenwire.v1.ClassifyImageResponse.scores:type_name -> tokenwire.v1.LabelScore
-	9,  // 10: tokenwire.v1.EmbedRequest.images:type_name -> tokenwire.v1.Image
-	7,  // 11: tokenwire.v1.EmbedResponse.embeddings:type_name -> tokenwire.v1.Embedding
-	2,  // 12: tokenwire.v1.Multimodal.MultimodalChat:input_type -> tokenwire.v1.MultimodalChatRequest
-	2,  // 13: tokenwire.v1.Multimodal.MultimodalChatStream:input_type -> tokenwire.v1.MultimodalChatRequest
-	3,  // 14: tokenwire.v1.Multimodal.ClassifyImage:input_type -> tokenwire.v1.ClassifyImageRequest
-	6,  // 15: tokenwire.v1.Multimodal.Embed:input_type -> tokenwire.v1.EmbedRequest
-	15, // 16: tokenwire.v1.Multimodal.MultimodalChat:output_type -> tokenwire.v1.GenerateResponse
-	16, // 17: tokenwire.v1.Multimodal.MultimodalChatStream:output_type -> tokenwire.v1.GenerateStreamResponse
-	5,  // 18: tokenwire.v1.Multimodal.ClassifyImage:output_type -> tokenwire.v1.ClassifyImageResponse
-	8,  // 19: tokenwire.v1.Multimodal.Embed:output_type -> tokenwire.v1.EmbedResponse
-	16, // [16:20] is the sub-list for method output_type
-	12, // [12:16] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	15, // 8: tokenwire.v1.MultimodalChatRequest.constraint:type_name -> tokenwire.v1.Constraint
+	9,  // 9: tokenwire.v1.ClassifyImageRequest.image:type_name -> tokenwire.v1.Image
+	4,  // 10: tokenwire.v1.ClassifyImageResponse.scores:type_name -> tokenwire.v1.LabelScore
+	9,  // 11: tokenwire.v1.EmbedRequest.images:type_name -> tokenwire.v1.Image
+	7,  // 12: tokenwire.v1.EmbedResponse.embeddings:type_name -> tokenwire.v1.Embedding
+	2,  // 13: tokenwire.v1.Multimodal.MultimodalChat:input_type -> tokenwire.v1.MultimodalChatRequest
+	2,  // 14: tokenwire.v1.Multimodal.MultimodalChatStream:input_type -> tokenwire.v1.MultimodalChatRequest
+	3,  // 15: tokenwire.v1.Multimodal.ClassifyImage:input_type -> tokenwire.v1.ClassifyImageRequest
+	6,  // 16: tokenwire.v1.Multimodal.Embed:input_type -> tokenwire.v1.EmbedRequest
+	16, // 17: tokenwire.v1.Multimodal.MultimodalChat:output_type -> tokenwire.v1.GenerateResponse
+	17, // 18: tokenwire.v1.Multimodal.MultimodalChatStream:output_type -> tokenwire.v1.GenerateStreamResponse
+	5,  // 19: tokenwire.v1.Multimodal.ClassifyImage:output_type -> tokenwire.v1.ClassifyImageResponse
+	8,  // 20: tokenwire.v1.Multimodal.Embed:output_type -> tokenwire.v1.EmbedResponse
+	17, // [17:21] is the sub-list for method output_type
+	13, // [13:17] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_tokenwire_v1_multimodal_proto_init() }

@@ -12,6 +12,7 @@
 #include "tokenwire/logits.h"
 #include "tokenwire/params.h"
 #include "tokenwire/thread_pool.h"
+#include "tokenwire/token_mask.h"
 #include "tokenwire/workspace.h"
 
 namespace tokenwire {
@@ -42,12 +43,16 @@ class BatchSampler {
   void set_num_threads(int n);
 
   // Row i of `logits` belongs to slots[i]. Selects one token per row; with `advance`, appends
-  // it to the row's history and moves its position (the RNG counter) on by one.
-  void step(const LogitsView& logits, const int32_t* slots, const StepOutputs& out, bool advance);
+  // it to the row's history and moves its position (the RNG counter) on by one. `mask` (row i
+  // of it for row i of the logits) constrains the rows it marks active: see token_mask.h. It
+  // is checked whole before any row is stepped (std::invalid_argument).
+  void step(const LogitsView& logits, const int32_t* slots, const StepOutputs& out, bool advance,
+            const TokenMask& mask = {});
 
   // The distribution each row's selector would see, as logits (see process_row); out is
   // [rows, logits.vocab] with row stride `out_stride`. Does not advance.
-  void process(const LogitsView& logits, const int32_t* slots, float* out, int64_t out_stride);
+  void process(const LogitsView& logits, const int32_t* slots, float* out, int64_t out_stride,
+               const TokenMask& mask = {});
 
  private:
   struct Row {

@@ -6,6 +6,10 @@
 // sum_logprob / generated_len ** length_penalty, continue with the best `num_beams` that did
 // not end. Tokens are stored as parent pointers in a node pool, never as copied lists.
 //
+// A token mask (token_mask.h) applies to a beam's log-probs after the edits, as transformers'
+// PrefixConstrainedLogitsProcessor does: a disallowed id's log-prob becomes -inf, the allowed
+// ones keep theirs (no renormalisation), so no beam ever extends with a disallowed id.
+//
 // early_stopping, exactly as transformers:
 //   kHeuristic (False): stop when the best running beam, scored at the current length, cannot
 //                       beat the worst of num_beams hypotheses;
@@ -22,6 +26,7 @@
 #include "tokenwire/logits.h"
 #include "tokenwire/params.h"
 #include "tokenwire/thread_pool.h"
+#include "tokenwire/token_mask.h"
 #include "tokenwire/workspace.h"
 
 namespace tokenwire {
@@ -55,8 +60,15 @@ class BeamSearch {
   int64_t rows_expected() const { return generated_ == 0 ? 1 : params_.num_beams; }
 
   // One step. Writes parents[num_beams] (which previous row each new beam extends: reorder the
-  // KV cache with it) and tokens[num_beams] (the token each beam appends).
-  void step(const LogitsView& logits, int64_t first_row, int32_t* parents, int32_t* tokens, Workspace& ws);
+  // KV cache with it) and tokens[num_beams] (the token each beam appends). `mask`, if it has
+  // bits, has one row per logits row (row first_row + b for beam b); its rows this step reads
+  // are checked first (std::invalid_argument), before any state changes.
+  void step(const LogitsView& logits, int64_t first_row, int32_t* parents, int32_t* tokens, Workspace& ws,
+            const TokenMask& mask = {});
+
+  // The checks step() makes of `mask` (rows count, words, no empty masked row), for callers
+  // that must validate several searches before stepping any.
+  void check_mask(const LogitsView& logits, int64_t first_row, const TokenMask& mask) const;
 
   bool done() const { return done_; }
   int64_t generated() const { return generated_; }
@@ -101,8 +113,10 @@ class BeamSearch {
 
 // Steps several searches in one call, rows spread over the pool's threads. The logits rows are
 // the searches' rows_expected() rows, concatenated in `searches` order; parents/tokens are
-// written at each search's offset, num_beams entries per search.
+// written at each search's offset, num_beams entries per search. `mask` rows follow the logits
+// rows; every search's mask rows are checked before any search steps.
 void step_beams(const std::vector<BeamSearch*>& searches, const LogitsView& logits,
-                ThreadPool& pool, std::vector<Workspace>& ws, int32_t* parents, int32_t* tokens);
+                ThreadPool& pool, std::vector<Workspace>& ws, int32_t* parents, int32_t* tokens,
+                const TokenMask& mask = {});
 
 }  // namespace tokenwire

@@ -70,6 +70,9 @@ uint64_t at_least_mask64(const float* x, float t);
 void top_candidates(const RowRef& row, int64_t n, int64_t k, const std::vector<Candidate>& excluded,
                     const RowMaxima* maxima, std::vector<Candidate>& out, std::vector<float>& convert_buf);
 
+// x[i] = -inf for every i in [0, n) whose bit (i % 32) of bits[i / 32] is clear (a token mask).
+void apply_bitmask(float* x, int64_t n, const uint32_t* bits);
+
 // Converts the row's [0, n) to float into `out` (resized), NaN mapped to -inf.
 void load_row(const RowRef& row, int64_t n, std::vector<float>& out);
 

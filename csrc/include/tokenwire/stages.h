@@ -9,6 +9,11 @@
 //   5. bad words          BadWords             (transformers' NoBadWords: -inf; a one-id word
 //                                               equal to an EOS id is dropped, as there)
 //   6. min new tokens     MinNewTokens         (EOS ids -inf until enough new tokens)
+//  6b. token mask         TokenMask            (structured output: ids the caller's bitmask
+//                                               disallows -inf, greedy and beam rows too; only
+//                                               rows given a mask; if 1-6 banned every allowed
+//                                               id, those edits are dropped for the row. See
+//                                               token_mask.h and row_sampler.h's dense path)
 //   --- sampling rows only; these are argmax-invariant, so greedy rows skip them ---
 //   7. temperature        Temperature
 //   8. top-k              TopK                 (ties with the k-th value kept, as transformers)
@@ -22,7 +27,8 @@
 //  12. selector           Greedy | Categorical(seed, stream, position)
 //
 // Steps 1-6 ("edits") touch a handful of ids each, so they write into a sparse Overrides map
-// instead of the logits; steps 7-11 ("warpers") shrink a CandidateSet. The orders of 1-2 and
+// instead of the logits; steps 7-11 ("warpers") shrink a CandidateSet. Step 6b is per step, not
+// per chain (the mask changes every step), so it is an argument of the step, not a stage object. The orders of 1-2 and
 // 4-11 are transformers' `_get_logits_processor` order, so a chain equals the corresponding
 // LogitsProcessorList. A stage whose parameter is neutral is not in the chain.
 #pragma once

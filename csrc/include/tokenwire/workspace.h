@@ -46,6 +46,8 @@ struct Workspace {
   CandidateSet set;
   CandidateSet alt;                 // a second set (raw-mode alternatives, beam merging)
   std::vector<float> dense;         // a converted / edited copy of one row
+  std::vector<float> masked;        // a token-masked row's copy, disallowed ids -inf (kept
+                                    // apart from `dense`, which is filled from it)
   std::vector<float> convert_buf;   // chunk conversion of bf16 / f16 rows
   std::vector<int32_t> tokens;      // a beam's history, rebuilt from parent pointers
   std::vector<double> weights;      // probabilities of a candidate set

@@ -16,6 +16,9 @@ Pipeline order (each stage absent when its parameter is neutral):
        when the model's output layer is wider
     1. logit_bias  2. repetition_penalty  3. frequency/presence_penalty
     4. no_repeat_ngram_size  5. bad_words_ids  6. min_new_tokens (EOS banned)
+    6b. token mask (structured output: ``step(..., token_mask=, mask_rows=)``, per step, only
+        rows given one; disallowed ids -inf, greedy and beam rows too; if 1-6 banned every
+        allowed id, the row falls back to the allowed ids' unedited logits)
     — sampling rows only (argmax-invariant, so greedy rows skip them) —
     7. temperature  8. top_k  9. top_p  10. min_p  11. typical_p
     12. selector: greedy argmax (lowest id on ties) or categorical draw from

@@ -11,7 +11,7 @@ import numpy.typing as npt
 
 import tokenwire._core as _core
 from tokenwire.decoding.params import BeamParams
-from tokenwire.decoding.sampler import Logits
+from tokenwire.decoding.sampler import Logits, TokenMask, _token_mask_args
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class BeamSearch:
     def __init__(self, params: BeamParams, prompt_ids: Sequence[int], vocab_size: int) -> None:
         params.validate_for_vocab(vocab_size)
         self.params = params
+        self._vocab_size = vocab_size
         self._core = _core.BeamSearch(params.to_core(), list(prompt_ids), vocab_size)
 
     @property
@@ -61,8 +62,15 @@ class BeamSearch:
     def num_beams(self) -> int:
         return self.params.num_beams
 
-    def step(self, logits: Logits) -> BeamStep:
-        return _default_stepper().step([self], logits)[0]
+    def step(
+        self,
+        logits: Logits,
+        *,
+        token_mask: TokenMask | None = None,
+        mask_rows: npt.NDArray[np.bool_] | None = None,
+    ) -> BeamStep:
+        """One step; ``token_mask`` / ``mask_rows`` as in ``BeamStepper.step``."""
+        return _default_stepper().step([self], logits, token_mask=token_mask, mask_rows=mask_rows)[0]
 
     def hypotheses(self) -> list[Hypothesis]:
         """Best first, at most num_return_sequences."""
@@ -75,12 +83,34 @@ class BeamStepper:
     def __init__(self, *, num_threads: int = 1) -> None:
         self._core = _core.BeamStepper(num_threads)
 
-    def step(self, searches: Sequence[BeamSearch], logits: Logits) -> list[BeamStep]:
-        """``logits`` rows: each search's ``rows_expected`` rows, concatenated in order."""
+    def step(
+        self,
+        searches: Sequence[BeamSearch],
+        logits: Logits,
+        *,
+        token_mask: TokenMask | None = None,
+        mask_rows: npt.NDArray[np.bool_] | None = None,
+    ) -> list[BeamStep]:
+        """``logits`` rows: each search's ``rows_expected`` rows, concatenated in order.
+
+        ``token_mask`` (structured output): int32 [rows, words], xgrammar's token bitmask, one
+        row per logits row in the same order (a beam's row is its grammar state's mask). It
+        applies to each beam's log-probs after the edits, as transformers'
+        ``prefix_allowed_tokens_fn`` does: disallowed ids are -inf, allowed ones keep their
+        log-prob (no renormalisation), so no beam extends with a disallowed id; EOS ends a
+        hypothesis as before. If the edits ban every allowed id of a row, that row falls back
+        to the allowed ids' unedited log-probs. ``mask_rows`` (bool [rows]): False rows are
+        unconstrained; None masks every row. Errors as in ``BatchSampler.step``."""
         n = sum(s.num_beams for s in searches)
+        rows = sum(s.rows_expected for s in searches)
+        shape = getattr(logits, "shape", None)
+        width = int(shape[1]) if shape is not None and len(shape) == 2 else None
+        # One words count for all rows: enough for the widest vocabulary limit among the searches.
+        limit = max((s._vocab_size if width is None else min(s._vocab_size, width) for s in searches), default=0)
+        tm, mr = _token_mask_args(token_mask, mask_rows, rows, limit)
         parents = np.empty(n, np.int32)
         tokens = np.empty(n, np.int32)
-        self._core.step([s._core for s in searches], logits, parents, tokens)
+        self._core.step([s._core for s in searches], logits, parents, tokens, tm, mr)
         out, at = [], 0
         for s in searches:
             out.append(BeamStep(parents[at : at + s.num_beams], tokens[at : at + s.num_beams], s.done))

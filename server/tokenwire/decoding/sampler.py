@@ -15,6 +15,9 @@ from tokenwire.decoding.errors import InvalidParameter
 from tokenwire.decoding.params import SamplingParams
 
 Logits = Any  # a [rows, vocab] numpy array or torch CPU tensor: float32, bfloat16 or float16
+# A [rows, words] int32 token bitmask (xgrammar's layout: token t allowed iff bit t % 32 of word
+# t // 32 is set), a C-contiguous numpy array or a CPU torch tensor (viewed through .numpy()).
+TokenMask = Any
 
 
 @dataclass(frozen=True)
@@ -129,36 +132,114 @@ class BatchSampler:
             raise KeyError(f"row {e.args[0]!r} is not in the batch") from None
         return keys, slots
 
-    def step(self, logits: Logits, rows: Sequence[Hashable] | None = None, *, advance: bool = True) -> StepResult:
+    def step(
+        self,
+        logits: Logits,
+        rows: Sequence[Hashable] | None = None,
+        *,
+        advance: bool = True,
+        token_mask: TokenMask | None = None,
+        mask_rows: npt.NDArray[np.bool_] | None = None,
+    ) -> StepResult:
         """Selects one token per row. ``logits[i]`` belongs to ``rows[i]`` (default: every row,
         in insertion order). Zero copy: ``logits`` may be a row-strided view such as
         ``outputs.logits[:, -1, :]``. With ``advance`` (the default) each chosen token is
-        appended to its row's history and the row's position moves on."""
+        appended to its row's history and the row's position moves on.
+
+        ``token_mask`` (structured output; pipeline step 6b): int32 [B, words], xgrammar's token
+        bitmask layout (``xgr.allocate_token_bitmask``), ``words >= ceil(min(vocab_size,
+        logits width) / 32)``; a numpy array or a CPU torch tensor. Row i may only produce ids
+        whose bit is set: disallowed ids are -inf after the edits (steps 1-6) and before the
+        warpers, for greedy rows too, so the result equals the unconstrained step on logits with
+        the disallowed ids set to -inf. If the edits ban every allowed id (e.g. bad_words bans
+        the only one), the row falls back to the allowed ids with their unedited logits. A
+        masked row that allows no id below the vocabulary limit is an error (ValueError naming
+        the row). ``mask_rows`` (bool [B]): rows with False ignore their mask row and cost
+        nothing extra; None masks every row. Processed logprobs describe the masked
+        distribution; raw logprobs stay the model's. A masked row costs one extra dense pass."""
         keys, slots = self._slots(rows)
         n = len(keys)
         _check_rows(logits, n)
+        tm, mr = _token_mask_args(token_mask, mask_rows, n, self._limit(logits))
         top_n = max((self._rows[k].params.top_logprobs for k in keys), default=0)
         token_ids = np.empty(n, np.int32)
         logprobs = np.empty(n, np.float32)
         ranks = np.empty(n, np.int32)
         top_ids = np.empty((n, top_n), np.int32)
         top_lps = np.empty((n, top_n), np.float32)
-        self._core.step(logits, slots, token_ids, logprobs, ranks, top_ids, top_lps, advance)
+        self._core.step(logits, slots, token_ids, logprobs, ranks, top_ids, top_lps, advance, tm, mr)
         return StepResult(keys, token_ids, logprobs, ranks, top_ids, top_lps)
 
-    def process(self, logits: Logits, rows: Sequence[Hashable] | None = None) -> npt.NDArray[np.float32]:
+    def process(
+        self,
+        logits: Logits,
+        rows: Sequence[Hashable] | None = None,
+        *,
+        token_mask: TokenMask | None = None,
+        mask_rows: npt.NDArray[np.bool_] | None = None,
+    ) -> npt.NDArray[np.float32]:
         """The distribution each row's selector would see, as float32 logits [B, V] (-inf for
-        removed ids and ids beyond vocab_size): edited logits for greedy rows, warped
-        survivors for sampling rows. For tests and debugging; does not advance."""
+        removed ids and ids beyond vocab_size): edited (and masked) logits for greedy rows,
+        warped survivors for sampling rows. ``token_mask`` / ``mask_rows`` as in ``step``.
+        For tests and debugging; does not advance."""
         keys, slots = self._slots(rows)
         _check_rows(logits, len(keys))
+        tm, mr = _token_mask_args(token_mask, mask_rows, len(keys), self._limit(logits))
         shape = (len(keys), int(logits.shape[1]))
         out = np.empty(shape, np.float32)
-        self._core.process(logits, slots, out)
+        self._core.process(logits, slots, out, tm, mr)
         return out
+
+    def _limit(self, logits: Logits) -> int:
+        shape = getattr(logits, "shape", None)
+        return self._vocab_size if shape is None or len(shape) != 2 else min(self._vocab_size, int(shape[1]))
 
 
 def _check_rows(logits: Logits, n: int) -> None:
     shape = getattr(logits, "shape", None)
     if shape is not None and len(shape) >= 1 and shape[0] != n:
         raise ValueError(f"logits must have one row per sampled row: got {shape[0]} rows for {n}")
+
+
+def _as_numpy(x: Any, name: str) -> Any:
+    """A CPU torch tensor as its numpy view (zero copy); anything else unchanged."""
+    if isinstance(x, np.ndarray) or not (hasattr(x, "numpy") and hasattr(x, "device")):
+        return x
+    if getattr(x.device, "type", str(x.device)) != "cpu":
+        raise ValueError(f"{name} must be in CPU memory, got device {x.device} (copy it with .cpu() first)")
+    return x.numpy()
+
+
+def _token_mask_args(
+    token_mask: TokenMask | None, mask_rows: Any, n: int, limit: int
+) -> tuple[npt.NDArray[np.int32] | None, npt.NDArray[np.bool_] | None]:
+    """Checks a step's token mask (see BatchSampler.step) against its n rows and vocabulary
+    limit; returns the numpy arrays the core reads (it checks them again, and also that no
+    masked row is empty)."""
+    if token_mask is None:
+        if mask_rows is not None:
+            raise ValueError("mask_rows was given without a token_mask")
+        return None, None
+    tm = _as_numpy(token_mask, "token_mask")
+    if not isinstance(tm, np.ndarray):
+        raise TypeError(f"token_mask must be a numpy int32 array or a CPU torch int32 tensor, got {type(tm).__name__}")
+    if tm.dtype != np.int32:
+        raise TypeError(f"token_mask must have dtype int32 (xgrammar's token bitmask), got {tm.dtype}")
+    if tm.ndim != 2 or tm.shape[0] != n:
+        raise ValueError(f"token_mask must have shape [{n}, words] (one row per logits row), got {list(tm.shape)}")
+    need = -(-limit // 32)
+    if tm.shape[1] < need:
+        raise ValueError(
+            f"token_mask has {tm.shape[1]} words per row; covering the {limit} ids in use needs at least "
+            f"ceil({limit} / 32) = {need}"
+        )
+    if not tm.flags.c_contiguous:
+        raise ValueError("token_mask must be C-contiguous (np.ascontiguousarray / .contiguous())")
+    if mask_rows is None:
+        return tm, None
+    mr = _as_numpy(mask_rows, "mask_rows")
+    if not isinstance(mr, np.ndarray) or mr.dtype != np.bool_:
+        raise TypeError(f"mask_rows must be a numpy bool array, got {getattr(mr, 'dtype', type(mr).__name__)}")
+    if mr.shape != (n,):
+        raise ValueError(f"mask_rows must have shape [{n}] (one entry per logits row), got {list(mr.shape)}")
+    return tm, np.ascontiguousarray(mr)

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from ..constraints.matcher import ConstraintMatcher
 from ..decoding import BatchSampler, BeamSearch, BeamStepper
 from .kv_backend import KVBackend
 from .params import Method
@@ -34,6 +35,8 @@ class SampleRow:
     key: tuple[int, int]
     output: SequenceOutput
     last_token_at: float | None = None
+    matcher: ConstraintMatcher | None = None
+    """Where the sequence stands in its request's constraint (None: unconstrained)."""
 
     @property
     def rows(self) -> int:
@@ -46,6 +49,8 @@ class BeamGroup:
 
     request: GenerationRequest
     search: BeamSearch
+    matchers: list[ConstraintMatcher] | None = None
+    """One per row (beam), in row order, under a constraint (None: unconstrained)."""
 
     @property
     def rows(self) -> int:
@@ -89,7 +94,8 @@ class BatchState:
         p = request.params
         if p.method is Method.BEAM:
             assert p.beam is not None
-            return [BeamGroup(request, BeamSearch(p.beam, p.prompt_ids, self._vocab_size))]
+            matchers = [ConstraintMatcher(p.constraint)] if p.constraint is not None else None
+            return [BeamGroup(request, BeamSearch(p.beam, p.prompt_ids, self._vocab_size), matchers)]
         seed = p.sampling.seed if p.sampling.seed is not None else secrets.randbits(63)
         request.seed = seed
         sampling = replace(p.sampling, seed=seed)
@@ -97,7 +103,8 @@ class BatchState:
         for i in range(p.n):  # n sequences: streams 0..n-1 under one seed
             key = (request.id, i)
             self.sampler.add(key, sampling, p.prompt_ids, stream=i)
-            members.append(SampleRow(request, key, SequenceOutput(i, p, self._tokenizer)))
+            matcher = ConstraintMatcher(p.constraint) if p.constraint is not None else None
+            members.append(SampleRow(request, key, SequenceOutput(i, p, self._tokenizer), matcher=matcher))
         return members
 
     def release(self, member: Member) -> None:

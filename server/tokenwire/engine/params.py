@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..constraints.compiler import CompiledConstraint
 from ..decoding import BeamParams, SamplingParams
 
 
@@ -46,6 +47,8 @@ class GenerationParams:
     prefill_inputs: Mapping[str, Any] | None = None
     """Extra forward inputs of the prompt (e.g. LLaVA's `pixel_values`), used by the prefill
     only; such a request is prefilled on its own, then decodes with everyone else."""
+    constraint: CompiledConstraint | None = None
+    """Structured output: every row of the request is masked to what this grammar allows."""
 
     @property
     def rows(self) -> int:

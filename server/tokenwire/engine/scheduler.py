@@ -39,6 +39,7 @@ from ..tasks import Task
 from . import attention
 from .admission import Admission, Capacity
 from .batch_state import BatchState, BeamGroup, Member, SampleRow, spans
+from .constraint_masks import accept, beam_masks, follow_beams, sample_masks
 from .decode_info import DecodeInfo
 from .defaults import GenerationDefaults, generation_defaults
 from .emission import Emitter, ModelMetrics
@@ -247,11 +248,19 @@ class Scheduler:
         running: list[Member] = []
         go_on: dict[int, tuple[int, int]] = {}  # id(member) → (row, token)
         if samples:
-            result = self.state.sampler.step(_rows(logits, [r for r, _ in samples]), [m.key for _, m in samples])
+            token_mask, mask_rows = sample_masks([m for _, m in samples])
+            result = self.state.sampler.step(
+                _rows(logits, [r for r, _ in samples]),
+                [m.key for _, m in samples],
+                token_mask=token_mask,
+                mask_rows=mask_rows,
+            )
             chosen = result.token_ids.tolist()
             now = time.monotonic()
             self._metrics.generated_tokens.inc(len(chosen))
             for k, (row, sample) in enumerate(samples):
+                if sample.matcher is not None:
+                    accept(sample.matcher, chosen[k], f"request {sample.request.id}")
                 if self._emit.sample(sample, chosen[k], result, k, now):
                     go_on[id(sample)] = (row, chosen[k])
                 else:
@@ -259,12 +268,16 @@ class Scheduler:
         beam_steps: dict[int, tuple[int, BeamStep]] = {}
         if groups:
             beam_rows = [r + k for r, g in groups for k in range(g.rows)]
-            steps = self.state.beams.step([g.search for _, g in groups], _rows(logits, beam_rows))
+            token_mask, mask_rows = beam_masks([g for _, g in groups])
+            steps = self.state.beams.step(
+                [g.search for _, g in groups], _rows(logits, beam_rows), token_mask=token_mask, mask_rows=mask_rows
+            )
             self._metrics.generated_tokens.inc(sum(len(s.tokens) for s in steps))
             for (row, group), step in zip(groups, steps, strict=True):
                 if step.done:
                     self._emit.close(group, FinishReason.LENGTH)
                 else:
+                    follow_beams(group, step)
                     beam_steps[id(group)] = (row, step)
         for _, m in laid_out:  # members keep their order: rows move only when they must
             if id(m) in go_on:

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -20,6 +21,7 @@ from ..observability.context import add_trailers
 from ..tasks import Task
 from ..v1 import common_pb2, generation_pb2, generation_pb2_grpc
 from .coalesce import coalesce
+from .constraint_params import compiled_constraint
 from .generation_convert import SequenceBuilder, stream_message, usage
 from .generation_params import parse_generate_request
 
@@ -84,6 +86,9 @@ async def submit(
     model = registry.resolve(request.model, task)
     engine = engines.get(model, task)
     params: GenerationParams = await asyncio.to_thread(parse, request, model, engine.defaults, engine.max_rows, arrival)
+    constraint = await compiled_constraint(request, model)
+    if constraint is not None:
+        params = replace(params, constraint=constraint)
     job = GenerationRequest(params, asyncio.get_running_loop())
     remaining = context.time_remaining()
     if remaining is not None:

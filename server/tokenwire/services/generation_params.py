@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 
 from ..decoding import MAX_TOP_LOGPROBS, BeamParams, InvalidParameter, SamplingParams
+from ..decoding.params import LogprobsMode
 from ..engine.defaults import GenerationDefaults
 from ..engine.params import GenerationParams, Method
 from ..errors import InvalidArgument
@@ -43,6 +44,13 @@ _EARLY_STOPPING: dict[int, bool | Literal["never"] | None] = {
     common_pb2.EARLY_STOPPING_NUM_BEAMS_DONE: True,
     common_pb2.EARLY_STOPPING_HEURISTIC: False,
     common_pb2.EARLY_STOPPING_NEVER: "never",
+}
+
+
+_LOGPROBS_MODES: dict[int, LogprobsMode] = {
+    common_pb2.LOGPROBS_MODE_UNSPECIFIED: "raw",
+    common_pb2.LOGPROBS_MODE_RAW: "raw",
+    common_pb2.LOGPROBS_MODE_PROCESSED: "processed",
 }
 
 
@@ -274,6 +282,8 @@ def parse_generation_options(
         raise InvalidArgument("num_return_sequences", f"must be in [1, {max_rows}] ({ROWS_LIMIT}), got {n}")
 
     sample = method is Method.SAMPLE
+    if request.logprobs.mode not in _LOGPROBS_MODES:
+        raise InvalidArgument("logprobs.mode", f"unknown value {request.logprobs.mode}")
     sampling = _relabel(
         "sampling.",
         lambda: SamplingParams(
@@ -286,7 +296,7 @@ def parse_generation_options(
             seed=s.seed if s.HasField("seed") else None,
             logprobs=request.logprobs.enabled,
             top_logprobs=request.logprobs.top_n if request.logprobs.enabled else 0,
-            logprobs_mode="raw",
+            logprobs_mode=_LOGPROBS_MODES[request.logprobs.mode],
             **edits,
         ),
     )
