@@ -80,6 +80,16 @@ def sampling(draw: Any) -> common_pb2.SamplingParams:
     return p
 
 
+constraints = st.one_of(
+    st.just(common_pb2.Constraint()),
+    st.builds(common_pb2.Constraint, json_schema=texts | st.sampled_from(['{"type": "integer"}', "{}", "true", "[]"])),
+    st.builds(common_pb2.Constraint, json_object=st.booleans()),
+    st.builds(common_pb2.Constraint, regex=texts | st.sampled_from(["[ab]+", "(", "\\", "a{2,1}"])),
+    st.builds(common_pb2.Constraint, grammar=texts | st.sampled_from(['root ::= "x"', "root ::= root", "::="])),
+    st.builds(common_pb2.Constraint, choices=st.builds(common_pb2.ChoiceList, values=st.lists(texts, max_size=4))),
+)
+
+
 @st.composite
 def generate_requests(draw: Any) -> generation_pb2.GenerateRequest:
     stopping = common_pb2.StoppingParams(
@@ -105,7 +115,10 @@ def generate_requests(draw: Any) -> generation_pb2.GenerateRequest:
         beam=beam,
         stopping=stopping,
         num_return_sequences=draw(st.integers(0, 4) | u32),
-        logprobs=common_pb2.LogprobsParams(enabled=draw(st.booleans()), top_n=draw(st.integers(0, 25))),
+        logprobs=common_pb2.LogprobsParams(
+            enabled=draw(st.booleans()), top_n=draw(st.integers(0, 25)), mode=draw(st.integers(0, 3))
+        ),
+        constraint=draw(constraints),
     )
 
 

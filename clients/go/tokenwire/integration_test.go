@@ -6,6 +6,7 @@ package tokenwire_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"image"
@@ -13,7 +14,10 @@ import (
 	"image/png"
 	"math"
 	"os"
+	"regexp"
+	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -352,6 +356,119 @@ func TestStatusCodes(t *testing.T) {
 	_, err = client.Generate(ctxT(t), &pb.GenerateRequest{Model: "tiny-bert", Prompt: "x"})
 	if e := tokenwire.AsError(err); e == nil || e.Code != codes.FailedPrecondition {
 		t.Errorf("model without TASK_GENERATE: %v", err)
+	}
+}
+
+// Structured output (docs/structured-output.md): the random-weight demo models produce
+// valid output only because of the mask, so a sequence that ended with EOS must satisfy its
+// constraint; one cut short by max_new_tokens (LENGTH) may be a partial prefix.
+func constrained(prompt string, maxNew uint32, c *pb.Constraint) *pb.GenerateRequest {
+	return &pb.GenerateRequest{Model: "tiny-llama", Prompt: prompt, Constraint: c,
+		Stopping: &pb.StoppingParams{MaxNewTokens: &maxNew}}
+}
+
+func eos(s *pb.Sequence) bool { return s.GetFinishReason() == pb.FinishReason_FINISH_REASON_EOS_TOKEN }
+
+func TestConstraintChoices(t *testing.T) {
+	choices := []string{"yes", "no", "maybe"}
+	c := &pb.Constraint{Kind: &pb.Constraint_Choices{Choices: &pb.ChoiceList{Values: choices}}}
+	seed := uint64(11)
+	temperature := float32(1.5)
+	for _, req := range []*pb.GenerateRequest{
+		constrained("Is it raining?", 16, c),
+		{Model: "tiny-llama", Prompt: "Is it raining?", Constraint: c, NumReturnSequences: 3,
+			Method:   pb.DecodingMethod_DECODING_METHOD_SAMPLE,
+			Sampling: &pb.SamplingParams{Temperature: &temperature, Seed: &seed}},
+	} {
+		resp, err := client.Generate(ctxT(t), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.GetSequences()) != max(1, int(req.GetNumReturnSequences())) {
+			t.Fatalf("sequences = %v", resp.GetSequences())
+		}
+		for _, s := range resp.GetSequences() {
+			// The longest choice is a few tokens: after it the grammar allows only EOS.
+			if !eos(s) || !slices.Contains(choices, s.GetText()) {
+				t.Errorf("choices %q: sequence %q finished with %v, want one of the choices and EOS",
+					choices, s.GetText(), s.GetFinishReason())
+			}
+		}
+	}
+}
+
+func TestConstraintJSONSchemaSampled(t *testing.T) {
+	schema := `{"type":"object","properties":{"ok":{"type":"boolean"}},"required":["ok"]}`
+	seed := uint64(5)
+	temperature := float32(1.5)
+	req := constrained("A status record:", 32, &pb.Constraint{Kind: &pb.Constraint_JsonSchema{JsonSchema: schema}})
+	req.Method = pb.DecodingMethod_DECODING_METHOD_SAMPLE
+	req.Sampling = &pb.SamplingParams{Temperature: &temperature, Seed: &seed}
+	req.NumReturnSequences = 3
+	resp, err := client.Generate(ctxT(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.GetSequences()) != 3 {
+		t.Fatalf("sequences = %v", resp.GetSequences())
+	}
+	finished := 0
+	for _, s := range resp.GetSequences() {
+		if !eos(s) {
+			continue
+		}
+		finished++
+		var doc map[string]any
+		if err := json.Unmarshal([]byte(s.GetText()), &doc); err != nil {
+			t.Errorf("EOS-finished text %q is not a JSON object: %v", s.GetText(), err)
+			continue
+		}
+		if _, isBool := doc["ok"].(bool); !isBool || len(doc) != 1 {
+			t.Errorf("EOS-finished text %q: want exactly a boolean \"ok\"", s.GetText())
+		}
+	}
+	if finished == 0 {
+		t.Errorf("no sequence of %v finished with EOS within 32 tokens", resp.GetSequences())
+	}
+}
+
+func TestConstraintRegexStreamed(t *testing.T) {
+	pattern := `(red|green|blue)-[0-9]{2,4}`
+	full := regexp.MustCompile(`^(?:` + pattern + `)$`)
+	req := constrained("The code is", 24, &pb.Constraint{Kind: &pb.Constraint_Regex{Regex: pattern}})
+	var text strings.Builder
+	var reason pb.FinishReason
+	for msg, err := range client.Stream(ctxT(t), req) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		text.WriteString(msg.GetText())
+		if msg.GetFinishReason() != pb.FinishReason_FINISH_REASON_UNSPECIFIED {
+			reason = msg.GetFinishReason()
+		}
+	}
+	// The regex is bounded (at most 10 characters), so greedy decoding reaches its end and EOS.
+	if reason != pb.FinishReason_FINISH_REASON_EOS_TOKEN || !full.MatchString(text.String()) {
+		t.Errorf("streamed %q finished with %v, want a full match of %s and EOS", text.String(), reason, pattern)
+	}
+	// The stream concatenates to what Generate returns.
+	want, err := client.Generate(ctxT(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := want.GetSequences()[0].GetText(); got != text.String() {
+		t.Errorf("Generate gave %q, the stream %q", got, text.String())
+	}
+}
+
+func TestConstraintInvalidRegex(t *testing.T) {
+	_, err := client.Generate(ctxT(t), constrained("x", 4, &pb.Constraint{Kind: &pb.Constraint_Regex{Regex: "(("}}))
+	e := tokenwire.AsError(err)
+	if e == nil || e.Code != codes.InvalidArgument {
+		t.Fatalf("Generate(regex \"((\") err = %v, want INVALID_ARGUMENT", err)
+	}
+	if desc, ok := e.Field("constraint.regex"); !ok || desc == "" {
+		t.Errorf("violations = %+v, want one of constraint.regex", e.FieldViolations)
 	}
 }
 

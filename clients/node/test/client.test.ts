@@ -10,6 +10,7 @@ import {
   Aggregation,
   ClassifyFunction,
   collect,
+  type Constraint,
   DecodingMethod,
   FinishReason,
   type GenerateRequest,
@@ -217,6 +218,77 @@ describe("generation", () => {
     const nf = await rejectsWith(client.generate({ model: "no-such-model", prompt: "x" }), status.NOT_FOUND);
     assert.ok(nf.requestId);
     await rejectsWith(client.generate({ model: "tiny-bert", prompt: "x" }), status.FAILED_PRECONDITION);
+  });
+});
+
+// Structured output (docs/structured-output.md): the random-weight demo models produce valid
+// output only because of the mask, so a sequence that ended with EOS must satisfy its
+// constraint; one cut short by maxNewTokens (LENGTH) may be a partial prefix.
+describe("structured output", () => {
+  const constrained = (
+    prompt: string,
+    maxNewTokens: number,
+    constraint: DeepPartial<Constraint>,
+  ): DeepPartial<GenerateRequest> => ({ model: "tiny-llama", prompt, constraint, stopping: { maxNewTokens } });
+
+  it("keeps to a list of choices, greedy and sampled", async () => {
+    const choices = ["yes", "no", "maybe"];
+    const greedyReq = constrained("Is it raining?", 16, { choices: { values: choices } });
+    const sampled = {
+      ...greedyReq,
+      method: DecodingMethod.DECODING_METHOD_SAMPLE,
+      sampling: { temperature: 1.5, seed: 11 },
+      numReturnSequences: 3,
+    };
+    for (const [req, n] of [[greedyReq, 1], [sampled, 3]] as const) {
+      const resp = await client.generate(req);
+      assert.equal(resp.sequences.length, n);
+      for (const s of resp.sequences) {
+        // The longest choice is a few tokens: after it the grammar allows only EOS.
+        assert.equal(s.finishReason, FinishReason.FINISH_REASON_EOS_TOKEN, JSON.stringify(s.text));
+        assert.ok(choices.includes(s.text), `${JSON.stringify(s.text)} is not one of ${choices}`);
+      }
+    }
+  });
+
+  it("samples JSON valid against a schema", async () => {
+    const jsonSchema = '{"type":"object","properties":{"ok":{"type":"boolean"}},"required":["ok"]}';
+    const resp = await client.generate({
+      ...constrained("A status record:", 32, { jsonSchema }),
+      method: DecodingMethod.DECODING_METHOD_SAMPLE,
+      sampling: { temperature: 1.5, seed: 5 },
+      numReturnSequences: 3,
+    });
+    assert.equal(resp.sequences.length, 3);
+    const finished = resp.sequences.filter((s) => s.finishReason === FinishReason.FINISH_REASON_EOS_TOKEN);
+    assert.ok(finished.length > 0, `none finished with EOS: ${JSON.stringify(resp.sequences.map((s) => s.text))}`);
+    for (const s of finished) {
+      const doc = JSON.parse(s.text) as unknown;
+      assert.ok(doc !== null && typeof doc === "object" && !Array.isArray(doc), s.text);
+      assert.deepEqual(Object.keys(doc), ["ok"], s.text);
+      assert.equal(typeof (doc as { ok: unknown }).ok, "boolean", s.text);
+    }
+  });
+
+  it("streams text that fully matches a regex", async () => {
+    const regex = "(red|green|blue)-[0-9]{2,4}";
+    const req = constrained("The code is", 24, { regex });
+    let text = "";
+    let finishReason = FinishReason.FINISH_REASON_UNSPECIFIED;
+    for await (const msg of client.generateStream(req)) {
+      text += msg.text;
+      if (msg.finishReason !== FinishReason.FINISH_REASON_UNSPECIFIED) finishReason = msg.finishReason;
+    }
+    // The regex is bounded (at most 10 characters), so greedy decoding reaches its end and EOS.
+    assert.equal(finishReason, FinishReason.FINISH_REASON_EOS_TOKEN, JSON.stringify(text));
+    assert.match(text, new RegExp(`^(?:${regex})$`));
+    const unary = await client.generate(req);
+    assert.equal(unary.sequences[0].text, text);
+  });
+
+  it("rejects a regex that does not compile, naming constraint.regex", async () => {
+    const err = await rejectsWith(client.generate(constrained("x", 4, { regex: "((" })), status.INVALID_ARGUMENT);
+    assert.ok(err.field("constraint.regex"), JSON.stringify(err.fieldViolations));
   });
 });
 

@@ -57,3 +57,23 @@ class ConstraintMatcher:
 
 def new_bitmask(rows: int, words: int) -> npt.NDArray[np.int32]:
     return np.zeros((rows, words), np.int32)
+
+
+class BitmaskFiller:
+    """Fills many rows' bitmasks in one native call, spread over `threads` threads (xgrammar's
+    BatchGrammarMatcher); matchers past their end are filled here (EOS only)."""
+
+    def __init__(self, threads: int) -> None:
+        import xgrammar as xgr
+
+        self._batch = xgr.BatchGrammarMatcher(max_threads=max(1, threads))
+
+    def fill(self, rows: list[tuple[int, ConstraintMatcher]], bitmask: npt.NDArray[np.int32]) -> None:
+        active = [(i, m) for i, m in rows if not m.terminated]
+        for i, m in rows:
+            if m.terminated:
+                m.fill(bitmask, i)
+        if len(active) == 1:
+            active[0][1].fill(bitmask, active[0][0])
+        elif active:
+            self._batch.batch_fill_next_token_bitmask([m._matcher for _, m in active], bitmask, [i for i, _ in active])

@@ -39,7 +39,7 @@ from ..tasks import Task
 from . import attention
 from .admission import Admission, Capacity
 from .batch_state import BatchState, BeamGroup, Member, SampleRow, spans
-from .constraint_masks import accept, beam_masks, follow_beams, sample_masks
+from .constraint_masks import MaskFiller, StepMasks, accept, constrained, follow_beams
 from .decode_info import DecodeInfo
 from .defaults import GenerationDefaults, generation_defaults
 from .emission import Emitter, ModelMetrics
@@ -76,6 +76,7 @@ class Scheduler:
         kv, self.decode_info, capacity = _open_kv(model, module)
         self.max_rows = capacity.rows
         self.state = BatchState(kv, model.vocab_size, model.tokenizer, core_threads=core_threads)
+        self._masks = MaskFiller(core_threads)
         self.admission = Admission(model.spec, capacity)
         self._metrics = ModelMetrics(model.spec.name)
         self._metrics.kv_capacity.set(self.decode_info.kv_capacity_tokens)
@@ -131,6 +132,7 @@ class Scheduler:
             self._fail_everything(Unavailable(f"model {self.spec.name!r} is shutting down"), self.admission.drain())
         finally:
             self._emit.flush()
+            self._masks.close()
 
     def _observe_load(self) -> None:
         self._metrics.waiting.set(self.admission.waiting)
@@ -222,7 +224,8 @@ class Scheduler:
             prompt_rows.extend([j] * len(new))  # n > 1: every sample starts from the prompt's row
         if prompt_rows != list(range(len(requests))):
             logits = logits.index_select(0, torch.tensor(prompt_rows, dtype=torch.long, device=logits.device))
-        running, keep, tokens = self._select(logits, members)
+        masks = self._masks.fill(members) if constrained(members) else None
+        running, keep, tokens = self._select(logits, members, masks)
         self.state.join(running, [prompt_rows[k] for k in keep], tokens, prompts=len(requests))
 
     # --- decode -----------------------------------------------------------------------------
@@ -230,13 +233,19 @@ class Scheduler:
     def _decode(self) -> None:
         self._metrics.batch_rows.observe(self.state.rows)
         started = time.perf_counter()
-        logits = self.state.decode()
+        pending = self._masks.start(self.state.members)  # constrained rows: filled during the forward
+        try:
+            logits = self.state.decode()
+        finally:
+            masks = pending.result() if pending is not None else None
         self._metrics.step["forward"].observe(time.perf_counter() - started)
         self.steps += 1
-        running, keep, tokens = self._select(logits, self.state.members)
+        running, keep, tokens = self._select(logits, self.state.members, masks)
         self.state.advance(running, keep, tokens)
 
-    def _select(self, logits: torch.Tensor, members: list[Member]) -> tuple[list[Member], list[int], list[int]]:
+    def _select(
+        self, logits: torch.Tensor, members: list[Member], masks: StepMasks | None = None
+    ) -> tuple[list[Member], list[int], list[int]]:
         """The core on `logits` (rows in `members` order): tokens emitted; returns the members
         that go on, the rows they continue and their next input tokens."""
         started = time.perf_counter()
@@ -248,7 +257,7 @@ class Scheduler:
         running: list[Member] = []
         go_on: dict[int, tuple[int, int]] = {}  # id(member) → (row, token)
         if samples:
-            token_mask, mask_rows = sample_masks([m for _, m in samples])
+            token_mask, mask_rows = masks.samples if masks is not None else (None, None)
             result = self.state.sampler.step(
                 _rows(logits, [r for r, _ in samples]),
                 [m.key for _, m in samples],
@@ -268,7 +277,7 @@ class Scheduler:
         beam_steps: dict[int, tuple[int, BeamStep]] = {}
         if groups:
             beam_rows = [r + k for r, g in groups for k in range(g.rows)]
-            token_mask, mask_rows = beam_masks([g for _, g in groups])
+            token_mask, mask_rows = masks.beams if masks is not None else (None, None)
             steps = self.state.beams.step(
                 [g.search for _, g in groups], _rows(logits, beam_rows), token_mask=token_mask, mask_rows=mask_rows
             )

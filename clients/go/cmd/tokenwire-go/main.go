@@ -1,7 +1,8 @@
 // Command tokenwire-go is an example client of the tokenwire server in Go.
 //
 //	tokenwire-go [-target HOST:PORT] models
-//	tokenwire-go [-target HOST:PORT] generate [-model M] [-max-new-tokens N] [-temperature T] [-seed S] [-stream] PROMPT
+//	tokenwire-go [-target HOST:PORT] generate [-model M] [-max-new-tokens N] [-temperature T] [-seed S] [-stream]
+//	             [-json-schema FILE | -json-object | -regex RE | -grammar FILE | -choice S ...] PROMPT
 //	tokenwire-go [-target HOST:PORT] tokenize [-model M] TEXT
 //
 // Errors print their status code, field violations and request id, and exit 1.
@@ -101,12 +102,53 @@ func generate(ctx context.Context, c *tokenwire.Client, args []string) error {
 	topP := fs.Float64("top-p", 1, "nucleus sampling probability (with -temperature)")
 	seed := fs.Uint64("seed", 0, "sampling seed (with -temperature; 0 = server's choice)")
 	stream := fs.Bool("stream", false, "print tokens as they arrive")
+	// Structured output (docs/structured-output.md), at most one of these.
+	schemaFile := fs.String("json-schema", "", "output valid against the JSON Schema in this file")
+	jsonObject := fs.Bool("json-object", false, "output is any JSON value")
+	regex := fs.String("regex", "", "output matches this regular expression")
+	grammarFile := fs.String("grammar", "", "output follows the EBNF (GBNF) grammar in this file")
+	var choices []string
+	fs.Func("choice", "output is one of these strings (repeatable)", func(s string) error {
+		choices = append(choices, s)
+		return nil
+	})
 	_ = fs.Parse(args)
 	if fs.NArg() != 1 {
 		return errors.New("generate takes one PROMPT argument")
 	}
 	n := uint32(*maxNew)
 	req := &pb.GenerateRequest{Model: *model, Prompt: fs.Arg(0), Stopping: &pb.StoppingParams{MaxNewTokens: &n}}
+	var kinds []*pb.Constraint
+	if *schemaFile != "" {
+		schema, err := os.ReadFile(*schemaFile)
+		if err != nil {
+			return err
+		}
+		kinds = append(kinds, &pb.Constraint{Kind: &pb.Constraint_JsonSchema{JsonSchema: string(schema)}})
+	}
+	if *jsonObject {
+		kinds = append(kinds, &pb.Constraint{Kind: &pb.Constraint_JsonObject{JsonObject: true}})
+	}
+	if *regex != "" {
+		kinds = append(kinds, &pb.Constraint{Kind: &pb.Constraint_Regex{Regex: *regex}})
+	}
+	if *grammarFile != "" {
+		grammar, err := os.ReadFile(*grammarFile)
+		if err != nil {
+			return err
+		}
+		kinds = append(kinds, &pb.Constraint{Kind: &pb.Constraint_Grammar{Grammar: string(grammar)}})
+	}
+	if len(choices) > 0 {
+		kinds = append(kinds, &pb.Constraint{Kind: &pb.Constraint_Choices{Choices: &pb.ChoiceList{Values: choices}}})
+	}
+	switch len(kinds) {
+	case 0:
+	case 1:
+		req.Constraint = kinds[0]
+	default:
+		return errors.New("-json-schema, -json-object, -regex, -grammar and -choice exclude each other")
+	}
 	if *temperature > 0 {
 		t, p := float32(*temperature), float32(*topP)
 		req.Method = pb.DecodingMethod_DECODING_METHOD_SAMPLE

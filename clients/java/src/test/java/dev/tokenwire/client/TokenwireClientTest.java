@@ -6,11 +6,15 @@ import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
 import com.google.protobuf.ByteString;
 import dev.tokenwire.v1.Aggregation;
 import dev.tokenwire.v1.AnswerQuestionRequest;
 import dev.tokenwire.v1.AnswerQuestionResponse;
 import dev.tokenwire.v1.ChatMessage;
+import dev.tokenwire.v1.ChoiceList;
 import dev.tokenwire.v1.ClassifyFunction;
 import dev.tokenwire.v1.ClassifyImageRequest;
 import dev.tokenwire.v1.ClassifyImageResponse;
@@ -18,6 +22,7 @@ import dev.tokenwire.v1.ClassifyTextRequest;
 import dev.tokenwire.v1.ClassifyTextResponse;
 import dev.tokenwire.v1.ClassifyTokensRequest;
 import dev.tokenwire.v1.ClassifyTokensResponse;
+import dev.tokenwire.v1.Constraint;
 import dev.tokenwire.v1.ContentPart;
 import dev.tokenwire.v1.DecodingMethod;
 import dev.tokenwire.v1.DetokenizeRequest;
@@ -45,6 +50,7 @@ import dev.tokenwire.v1.RerankRequest;
 import dev.tokenwire.v1.RerankResponse;
 import dev.tokenwire.v1.RerankResult;
 import dev.tokenwire.v1.SamplingParams;
+import dev.tokenwire.v1.Sequence;
 import dev.tokenwire.v1.StoppingParams;
 import dev.tokenwire.v1.Task;
 import dev.tokenwire.v1.TextClassification;
@@ -66,11 +72,13 @@ import java.io.ByteArrayOutputStream;
 import java.time.Duration;
 import java.util.Iterator;
 import java.util.List;
+import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.Supplier;
+import java.util.regex.Pattern;
 import javax.imageio.ImageIO;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -317,6 +325,89 @@ class TokenwireClientTest {
     StatusRuntimeException fp = assertThrows(StatusRuntimeException.class, () -> client.generation.generate(
         GenerateRequest.newBuilder().setModel("tiny-bert").setPrompt("x").build()));
     assertEquals(Status.Code.FAILED_PRECONDITION, TokenwireErrors.code(fp));
+  }
+
+  // Structured output (docs/structured-output.md): the random-weight demo models produce valid
+  // output only because of the mask, so a sequence that ended with EOS must satisfy its
+  // constraint; one cut short by max_new_tokens (LENGTH) may be a partial prefix.
+  private static GenerateRequest constrained(String prompt, int maxNewTokens, Constraint constraint) {
+    return GenerateRequest.newBuilder()
+        .setModel("tiny-llama")
+        .setPrompt(prompt)
+        .setConstraint(constraint)
+        .setStopping(StoppingParams.newBuilder().setMaxNewTokens(maxNewTokens))
+        .build();
+  }
+
+  @Test
+  void constraintChoices() {
+    List<String> choices = List.of("yes", "no", "maybe");
+    Constraint constraint = Constraint.newBuilder().setChoices(ChoiceList.newBuilder().addAllValues(choices)).build();
+    GenerateRequest greedyReq = constrained("Is it raining?", 16, constraint);
+    GenerateRequest sampled = greedyReq.toBuilder()
+        .setMethod(DecodingMethod.DECODING_METHOD_SAMPLE)
+        .setSampling(SamplingParams.newBuilder().setTemperature(1.5f).setSeed(11))
+        .setNumReturnSequences(3).build();
+    for (GenerateRequest req : List.of(greedyReq, sampled)) {
+      GenerateResponse r = client.generation.generate(req);
+      assertEquals(Math.max(1, req.getNumReturnSequences()), r.getSequencesCount());
+      for (Sequence s : r.getSequencesList()) {
+        // The longest choice is a few tokens: after it the grammar allows only EOS.
+        assertEquals(FinishReason.FINISH_REASON_EOS_TOKEN, s.getFinishReason(), s.getText());
+        assertTrue(choices.contains(s.getText()), () -> s.getText() + " is not one of " + choices);
+      }
+    }
+  }
+
+  @Test
+  void constraintJsonSchemaSampled() {
+    String schema = "{\"type\":\"object\",\"properties\":{\"ok\":{\"type\":\"boolean\"}},\"required\":[\"ok\"]}";
+    GenerateRequest req = constrained("A status record:", 32, Constraint.newBuilder().setJsonSchema(schema).build())
+        .toBuilder()
+        .setMethod(DecodingMethod.DECODING_METHOD_SAMPLE)
+        .setSampling(SamplingParams.newBuilder().setTemperature(1.5f).setSeed(5))
+        .setNumReturnSequences(3).build();
+    GenerateResponse r = client.generation.generate(req);
+    assertEquals(3, r.getSequencesCount());
+    List<Sequence> finished = r.getSequencesList().stream()
+        .filter(s -> s.getFinishReason() == FinishReason.FINISH_REASON_EOS_TOKEN).toList();
+    assertFalse(finished.isEmpty(), () -> "none finished with EOS: " + r.getSequencesList());
+    for (Sequence s : finished) {
+      JsonElement doc = JsonParser.parseString(s.getText()); // throws JsonSyntaxException if not JSON
+      assertTrue(doc.isJsonObject(), s.getText());
+      JsonObject obj = doc.getAsJsonObject();
+      assertEquals(Set.of("ok"), obj.keySet(), s.getText());
+      assertTrue(obj.get("ok").isJsonPrimitive() && obj.get("ok").getAsJsonPrimitive().isBoolean(), s.getText());
+    }
+  }
+
+  @Test
+  void constraintRegexStreamed() {
+    String regex = "(red|green|blue)-[0-9]{2,4}";
+    GenerateRequest req = constrained("The code is", 24, Constraint.newBuilder().setRegex(regex).build());
+    StringBuilder text = new StringBuilder();
+    AtomicReference<FinishReason> reason = new AtomicReference<>(FinishReason.FINISH_REASON_UNSPECIFIED);
+    GenerateResponse folded = client.generateStream(req, msg -> {
+      text.append(msg.getText());
+      if (msg.getFinishReason() != FinishReason.FINISH_REASON_UNSPECIFIED) {
+        reason.set(msg.getFinishReason());
+      }
+      return true;
+    });
+    // The regex is bounded (at most 10 characters), so greedy decoding reaches its end and EOS.
+    assertEquals(FinishReason.FINISH_REASON_EOS_TOKEN, reason.get(), text.toString());
+    assertTrue(Pattern.matches(regex, text), () -> text + " does not fully match " + regex);
+    assertEquals(text.toString(), folded.getSequences(0).getText());
+    assertEquals(text.toString(), client.generation.generate(req).getSequences(0).getText());
+  }
+
+  @Test
+  void constraintInvalidRegex() {
+    StatusRuntimeException e = assertThrows(StatusRuntimeException.class, () -> client.generation.generate(
+        constrained("x", 4, Constraint.newBuilder().setRegex("((").build())));
+    assertEquals(Status.Code.INVALID_ARGUMENT, TokenwireErrors.code(e));
+    assertTrue(TokenwireErrors.fieldViolation(e, "constraint.regex").isPresent(),
+        () -> "violations: " + TokenwireErrors.fieldViolations(e));
   }
 
   @Test
