@@ -147,6 +147,34 @@ RPCS: tuple[Rpc, ...] = (
         lambda c, m: c.multimodal.Embed(multimodal_pb2.EmbedRequest(model=m, texts=["a cat"], images=[_png()])),
         lambda r: len(r.embeddings) == 2 and r.dimensions > 0,
     ),
+    Rpc(
+        "Understanding.ClassifyText",
+        Task.CLASSIFY_TEXT,
+        lambda c, m: c.understanding.ClassifyText(
+            understanding_pb2.ClassifyTextRequest(model=m, inputs=[understanding_pb2.TextInput(text="a fine day")])
+        ),
+        lambda r: len(r.results) == 1 and len(r.results[0].labels) >= 1,
+    ),
+    Rpc(
+        "Understanding.ClassifyTokens",
+        Task.CLASSIFY_TOKENS,
+        lambda c, m: c.understanding.ClassifyTokens(
+            understanding_pb2.ClassifyTokensRequest(model=m, text="Ada lives in London", ignore_labels=["-"])
+        ),
+        lambda r: len(r.entities) >= 4,
+    ),
+    Rpc(
+        "Understanding.EmbedText",
+        Task.EMBED_TEXT,
+        lambda c, m: c.understanding.EmbedText(understanding_pb2.EmbedTextRequest(model=m, texts=["a", "b"])),
+        lambda r: len(r.embeddings) == 2 and r.dimensions == 64,
+    ),
+    Rpc(
+        "Understanding.Rerank",
+        Task.RERANK,
+        lambda c, m: c.understanding.Rerank(understanding_pb2.RerankRequest(model=m, query="q", documents=["a", "b"])),
+        lambda r: sorted(x.index for x in r.results) == [0, 1],
+    ),
 )
 
 _TASKS = {
@@ -156,6 +184,11 @@ _TASKS = {
     "tiny-bert-qa": {Task.ANSWER_QUESTION},
     "tiny-llava": {Task.MULTIMODAL_CHAT},
     "tiny-clip": {Task.CLASSIFY_IMAGE, Task.EMBED},
+    "tiny-bert-classifier": {Task.CLASSIFY_TEXT},
+    "tiny-bert-ner": {Task.CLASSIFY_TOKENS},
+    "tiny-bert-embed": {Task.EMBED_TEXT},
+    "tiny-bert-reranker": {Task.CLASSIFY_TEXT, Task.RERANK},
+    "tiny-bert-sentiment": {Task.CLASSIFY_TEXT, Task.RERANK},
 }
 assert set(_TASKS) == set(DEMO_MODEL_NAMES)
 CASES = [
