@@ -43,7 +43,7 @@ SCHEMA = {"type": "array", "items": {"type": "integer"}, "minItems": 64}
 
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's byte → printable symbol table (byte-level BPE vocabularies are spelled in it)."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     table, extra = {}, 0
     for b in range(256):
         if b in printable:
@@ -72,7 +72,7 @@ def synthetic_tokenizer(size: int) -> Any:
     vocab: dict[str, int] = {"</s>": 0, "<s>": 1}
     for symbol in byte_symbol.values():
         vocab.setdefault(symbol, len(vocab))
-    printable = "abcdefghijklmnopqrstuvwxyz0123456789 ,:{}[]\"-.ABCDEFGHIJ"
+    printable = 'abcdefghijklmnopqrstuvwxyz0123456789 ,:{}[]"-.ABCDEFGHIJ'
     for a, b in itertools.product(printable, repeat=2):
         vocab.setdefault(spell(a + b), len(vocab))
     for n in range(1000):

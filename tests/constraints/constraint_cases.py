@@ -69,8 +69,19 @@ GRAMMARS = {
 }
 
 
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def compact_json(text: str) -> Any:
+    """The parsed value; the text must be compact (no whitespace outside strings)."""
+    value = json.loads(text)
+    outside = _STRING.sub('""', text)
+    assert not any(ch.isspace() for ch in outside), text
+    return value
+
+
 def valid_json(schema: dict[str, Any], text: str) -> None:
-    jsonschema.validate(json.loads(text), schema)
+    jsonschema.validate(compact_json(text), schema)
 
 
 def matches(pattern: str, text: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from constraint_cases import CHOICES, GRAMMARS, REGEXES, SCHEMAS, balanced, matches, valid_json
+from constraint_cases import CHOICES, GRAMMARS, REGEXES, SCHEMAS, balanced, compact_json, matches, valid_json
 from tokenwire.client import Client
 from tokenwire.v1 import common_pb2, generation_pb2
 
@@ -88,7 +88,7 @@ def test_json_schema_outputs_validate(client: Client, model: str, name: str) -> 
 
 @pytest.mark.parametrize("model", MODELS)
 def test_any_json_outputs_parse(client: Client, model: str) -> None:
-    assert _check_all(client, model, common_pb2.Constraint(json_object=True), json.loads) > 0
+    assert _check_all(client, model, common_pb2.Constraint(json_object=True), compact_json) > 0
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -1228,8 +1228,8 @@ type Constraint_JsonSchema struct {
 }
 
 type Constraint_JsonObject struct {
-	// true: any JSON value (object, array, string, number, true, false, null). false means
-	// no constraint.
+	// true: any JSON value (object, array, string, number, true, false, null), compact
+	// like json_schema's. false means no constraint.
 	JsonObject bool `protobuf:"varint,2,opt,name=json_object,json=jsonObject,proto3,oneof"`
 }
 

@@ -59,7 +59,7 @@ def _json_schema_grammar(schema: str) -> Any:
     length-limited string rule fixed (above)."""
     import xgrammar as xgr
 
-    grammar = xgr.Grammar.from_json_schema(schema, any_whitespace=False, strict_mode=True)
+    grammar = xgr.Grammar.from_json_schema(schema, any_whitespace=False, strict_mode=True, separators=(",", ":"))
     text = str(grammar)
     return text.replace(_LENGTH_LIMITED_CHAR, _JSON_STRING_CHAR) if _LENGTH_LIMITED_CHAR in text else grammar
 
@@ -110,8 +110,8 @@ class ModelGrammars:
         try:
             if spec.kind == "json_schema":
                 grammar = compiler.compile_grammar(_json_schema_grammar(spec.source))
-            elif spec.kind == "json_object":
-                grammar = compiler.compile_builtin_json_grammar()
+            elif spec.kind == "json_object":  # the schema `true`: any value, compact like the others
+                grammar = compiler.compile_grammar(_json_schema_grammar("true"))
             elif spec.kind == "regex":
                 grammar = compiler.compile_regex(spec.source)
             else:  # grammar, choices
