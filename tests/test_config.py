@@ -181,6 +181,25 @@ def test_core_threads(tmp_path: Path) -> None:
         assert "[server], key 'core_threads': must be a positive integer, got " in text, text
 
 
+def test_torch_threads_is_validated_and_applied(tmp_path: Path) -> None:
+    import torch
+
+    from tokenwire.app import TokenwireServer
+
+    models = '[[models]]\nname = "m1"\npath = "m1"\n'
+    assert load_config(write(tmp_path, models)).server.torch_threads is None  # torch's own choice
+    for bad in ("0", "-1", '"2"'):
+        text = problems(tmp_path, f"[server]\ntorch_threads = {bad}\n{models}")
+        assert "[server], key 'torch_threads': must be a positive integer, got " in text, text
+    before = torch.get_num_threads()
+    try:
+        config = load_config(write(tmp_path, f"[server]\ntorch_threads = 1\n{models}"))
+        TokenwireServer(config)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_serve_flags_override_the_server_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import tokenwire.app
     from tokenwire.cli import main
@@ -193,8 +212,9 @@ def test_serve_flags_override_the_server_table(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr(tokenwire.app, "serve", fake_serve)
     path = write(tmp_path, '[server]\nport = 6000\ncore_threads = 2\n[[models]]\nname = "m1"\npath = "m1"\n')
     assert main(["serve", "--config", str(path)]) == 0
-    assert main(["serve", "--config", str(path), "--core-threads", "3", "--port", "0"]) == 0
+    assert main(["serve", "--config", str(path), "--core-threads", "3", "--port", "0", "--torch-threads", "1"]) == 0
     assert [(c.server.core_threads, c.server.port) for c in served] == [(2, 6000), (3, 0)]
+    assert [c.server.torch_threads for c in served] == [None, 1]
     with pytest.raises(SystemExit):
         main(["serve", "--config", str(path), "--core-threads", "0"])
 

@@ -62,6 +62,10 @@ class TokenwireServer:
         self.registry = registry or ModelRegistry(config.models)
         self.health = health.aio.HealthServicer()
         self.engines = Engines(core_threads=options.core_threads)
+        if options.torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(options.torch_threads)  # process-wide: every model's CPU forwards
         self.port = 0
         auth = TokenAuth.from_file(options.auth_token_file, options.auth_exempt) if options.auth_token_file else None
         self.interceptor = ServerInterceptor(auth)

@@ -57,6 +57,7 @@ def _serve(args: argparse.Namespace) -> int:
             "auth_token_file": args.auth_token_file,
             "log_format": args.log_format,
             "core_threads": args.core_threads,
+            "torch_threads": args.torch_threads,
         }.items()
         if v is not None
     }
@@ -151,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         metavar="N",
         help="threads of the C++ decoding core per generative model (default: the cores this process may run on)",
+    )
+    serve.add_argument(
+        "--torch-threads",
+        type=_positive_int,
+        metavar="N",
+        help="torch's intra-op CPU threads (default: torch's own, every core; 1 suits small models on a CPU)",
     )
     serve.set_defaults(func=_serve)
 

@@ -5,6 +5,7 @@
     port = 50051
     core_threads = 8             # threads of the C++ decoding core per model (default: the
                                  #   cores this process may run on, its CPU affinity)
+    torch_threads = 1            # torch's intra-op CPU threads (default: torch's own choice)
 
     [[models]]
     name = "tiny-llama"          # required, unique; what clients put in `model`
@@ -130,6 +131,10 @@ class ServerSpec:
     core_threads: int | None = None
     """Threads of the C++ decoding core per generative model; None: the cores this process may
     run on (its CPU affinity, see tokenwire.engine.engines.available_cores)."""
+    torch_threads: int | None = None
+    """torch's intra-op threads for CPU forwards (torch.set_num_threads); None: torch's default
+    (every core). Small models on a CPU serve faster with fewer: their ops are too small to
+    share, and idle-spinning OpenMP threads take cores from the event loop."""
 
 
 @dataclass(frozen=True)
@@ -304,6 +309,7 @@ _SERVER_KEYS: dict[str, Callable[[Any], Any]] = {
     "max_image_aspect_ratio": lambda v: max(1.0, _nonnegative_number(v)),
     "max_images_per_request": _positive_int,
     "core_threads": _positive_int,
+    "torch_threads": _positive_int,
 }
 
 
