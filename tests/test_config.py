@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -194,7 +195,11 @@ def test_torch_threads_is_validated_and_applied(tmp_path: Path) -> None:
     before = torch.get_num_threads()
     try:
         config = load_config(write(tmp_path, f"[server]\ntorch_threads = 1\n{models}"))
-        TokenwireServer(config)
+
+        async def build() -> None:  # grpc.aio's server wants a running loop
+            TokenwireServer(config)
+
+        asyncio.run(build())
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
