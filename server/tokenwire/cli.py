@@ -172,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo_models)
 
     add_client_commands(sub)
+    from .ray.cli import add_ray_command
+
+    add_ray_command(sub)
     return parser
 
 

@@ -21,6 +21,9 @@
     max_input_tokens = 2048      # limits; defaults derive from the model
     max_new_tokens = 512
     max_batch_size = 32
+    ray_replicas = 2             # `tokenwire ray serve` only: Serve replicas (or ray_min_replicas
+    ray_num_cpus = 1             #   + ray_max_replicas to autoscale), Ray CPUs / GPUs per replica
+    ray_num_gpus = 0             #   (docs/ray.md)
 
 Every problem is reported at once, each naming the model and the key, so a typo costs one
 restart, not five. Unknown keys are errors (with a "did you mean" hint), never ignored.
@@ -103,6 +106,15 @@ class ModelSpec:
     adapter: str | None = None
     """A LoRA adapter directory (peft), merged into the weights at load time."""
     revision: str | None = None
+    # `tokenwire ray serve` only (the plain server ignores them): Serve replicas of this model,
+    # a fixed count or autoscaling bounds, and the Ray resources each replica reserves.
+    ray_replicas: int | None = None
+    """None: `--replicas`, else 1."""
+    ray_min_replicas: int | None = None
+    ray_max_replicas: int | None = None
+    """Both set: Serve autoscales the model between them (excludes `ray_replicas`)."""
+    ray_num_cpus: float = 1.0
+    ray_num_gpus: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -199,6 +211,13 @@ def _nonnegative_number(value: Any) -> float:
     return float(value)
 
 
+def _positive_number(value: Any) -> float:
+    _typed(value, (int, float), "a number > 0")
+    if value <= 0:
+        raise ValueError(f"must be a number > 0, got {value!r}")
+    return float(value)
+
+
 def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if value not in options:
@@ -290,6 +309,11 @@ _MODEL_KEYS: dict[str, Callable[[Any], Any]] = {
     "allow_pickle_weights": lambda v: _typed(v, bool, "true or false"),
     "adapter": lambda v: _typed(v, str, "a directory path"),
     "revision": lambda v: _typed(v, str, "a string"),
+    "ray_replicas": _positive_int,
+    "ray_min_replicas": lambda v: _nonnegative_int(v),
+    "ray_max_replicas": _positive_int,
+    "ray_num_cpus": lambda v: _positive_number(v),
+    "ray_num_gpus": lambda v: _nonnegative_number(v),
 }
 _SERVER_KEYS: dict[str, Callable[[Any], Any]] = {
     "host": lambda v: _typed(v, str, "a string"),
@@ -387,10 +411,28 @@ def _parse_model(index: int, table: Any, base_dir: Path, problems: _Problems) ->
             values["adapter"] = str(adapter.resolve())
         else:
             problems.add(f"{where}, key 'adapter'", f"must be an existing directory, got {values['adapter']!r}")
+    for problem in _check_ray_keys(values):
+        problems.add(where, problem)
     if "name" not in values or "path" not in values or "is_local" not in values:
         return None
     known = {f.name for f in fields(ModelSpec)}
     return ModelSpec(**{k: v for k, v in values.items() if k in known})
+
+
+def _check_ray_keys(values: Mapping[str, Any]) -> list[str]:
+    """Cross-key rules of the Ray keys: a fixed count or autoscaling bounds, not both."""
+    autoscaling = [k for k in ("ray_min_replicas", "ray_max_replicas") if k in values]
+    if autoscaling and "ray_replicas" in values:
+        return [f"key 'ray_replicas' excludes {' and '.join(map(repr, autoscaling))} (fixed count or autoscaling)"]
+    if len(autoscaling) == 1:
+        other = ({"ray_min_replicas", "ray_max_replicas"} - set(autoscaling)).pop()
+        return [f"key {autoscaling[0]!r} needs {other!r} (autoscaling bounds come in pairs)"]
+    if autoscaling and values["ray_min_replicas"] > values["ray_max_replicas"]:
+        return [
+            f"key 'ray_min_replicas' must be <= 'ray_max_replicas', "
+            f"got {values['ray_min_replicas']} > {values['ray_max_replicas']}"
+        ]
+    return []
 
 
 def parse_config(data: Mapping[str, Any], base_dir: Path) -> Config:
