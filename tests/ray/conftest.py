@@ -7,6 +7,7 @@ Ray is an optional extra, but `make` installs it: these tests fail (never skip) 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from harness import InProcessServer, ServeProcess, wait_serving
 from ray_cluster import REGISTRY, RayDeployment, free_port, ray_processes
 from tokenwire.client import Client
 from tokenwire.config import load_config
+from tokenwire.ray.cli import SERVE_ENV
 
 try:
     import ray
@@ -44,6 +46,8 @@ def ray_app(ray_models: Path) -> Iterator[RayDeployment]:
             pytrace=False,
         )
     preexisting = ray_processes()
+    for key, value in SERVE_ENV.items():  # as docs/ray.md says to start a cluster
+        os.environ.setdefault(key, value)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()

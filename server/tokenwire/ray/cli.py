@@ -12,6 +12,7 @@ Ray is imported only when the command runs, so the rest of the CLI works without
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -19,6 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
+
+SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
+"""Serve's throughput profile (user code on the replica's own event loop, buffered request
+logs, gRPC between deployments), keeping its proxies (direct ingress off): about twice the
+tokens/s of Serve's defaults through the proxy (docs/ray.md). Read by every Ray process when it
+starts, so it is set here for the local cluster this command starts; on a cluster of your own,
+`ray start` needs it in its environment. A value already set wins."""
 
 MISSING_RAY = "tokenwire: `tokenwire ray serve` needs Ray Serve: pip install 'tokenwire[ray]'"
 
@@ -53,6 +61,8 @@ def _ray_serve(args: argparse.Namespace) -> int:
     from .app import APP_NAME, build_app, grpc_options
 
     owns_cluster = args.address is None
+    for key, value in SERVE_ENV.items():
+        os.environ.setdefault(key, value)
     if owns_cluster:
         ray.init(include_dashboard=False)
     else:

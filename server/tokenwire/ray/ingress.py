@@ -20,6 +20,10 @@ What Serve's proxy (2.60) carries back, and how this module lives with it:
 - The client's deadline is not passed on (the context has no `time_remaining`); a call whose
   deadline passes is cancelled, and the cancellation reaches the replica's scheduler.
 - Serve adds a `request_id` trailer of its own.
+
+A replica that dies (`ray.kill`, a crashed node) fails the streams that had already sent it
+messages with UNAVAILABLE; a unary call, or a stream that had sent nothing yet, is sent again to
+another replica (`REPLICA_ATTEMPTS`): nothing was delivered, and generation has no side effects.
 """
 
 from __future__ import annotations
@@ -54,6 +58,16 @@ try:  # Ray ≥ 2.44 names a replica that is gone for good apart from one that i
     _REPLICA_GONE: tuple[type[BaseException], ...] = (RayActorError, ActorUnavailableError)
 except ImportError:  # pragma: no cover
     _REPLICA_GONE = (RayActorError,)
+
+
+REPLICA_ATTEMPTS = 3
+"""A call whose replica dies before anything reached the client is sent again (Serve's router
+drops the dead replica), at most this many times in all; one that had sent messages fails
+UNAVAILABLE."""
+
+
+def _gone(model: str) -> Unavailable:
+    return Unavailable(f"the replica serving model {model!r} went away; retry")
 
 
 class RpcFailed(Exception):
@@ -106,10 +120,15 @@ class Ingress:
         rid, metadata = _call_metadata(grpc_context)
         try:
             if rpc.routed:
-                try:
-                    reply: Reply = await self._handle(request.model).call.remote(rpc.path, request, metadata)
-                except _REPLICA_GONE as exc:
-                    raise Unavailable(f"the replica serving model {request.model!r} went away; retry") from exc
+                handle = self._handle(request.model)
+                for attempt in range(REPLICA_ATTEMPTS):
+                    try:
+                        reply: Reply = await handle.call.remote(rpc.path, request, metadata)
+                        break
+                    except _REPLICA_GONE as exc:
+                        if attempt + 1 == REPLICA_ATTEMPTS:
+                            raise _gone(request.model) from exc
+                        log.info("%s: replica went away; retrying on another (%s)", rpc.name, exc)
             else:
                 reply = await self._fan_out(rpc, request, metadata)
         except TokenwireError as exc:
@@ -124,19 +143,29 @@ class Ingress:
         except TokenwireError as exc:
             _set_status(grpc_context, _failure(exc, rid, rpc))
             raise RpcFailed(exc.message) from exc
-        items = handle.options(stream=True).call_stream.remote(rpc.path, request, metadata)
-        try:
-            async for item in items:
-                if item.end is not None:
-                    _set_status(grpc_context, item.end)
-                if item.message is not None:
-                    yield item.message
-                if item.end is not None and item.end.code != OK:
-                    raise RpcFailed(item.end.message)
-        except _REPLICA_GONE as exc:
-            status = _failure(Unavailable(f"the replica serving model {request.model!r} went away; retry"), rid, rpc)
-            _set_status(grpc_context, status)
-            raise RpcFailed(status.message) from exc
+        streaming = handle.options(stream=True)
+        for attempt in range(REPLICA_ATTEMPTS):
+            sent = False
+            try:
+                async for item in streaming.call_stream.remote(rpc.path, request, metadata):
+                    *messages, last = item.messages or (None,)
+                    for message in messages:
+                        sent = True
+                        yield message
+                    if item.end is not None:
+                        _set_status(grpc_context, item.end)
+                    if last is not None:
+                        sent = True
+                        yield last
+                    if item.end is not None and item.end.code != OK:
+                        raise RpcFailed(item.end.message)
+                return
+            except _REPLICA_GONE as exc:
+                if sent or attempt + 1 == REPLICA_ATTEMPTS:
+                    status = _failure(_gone(request.model), rid, rpc)
+                    _set_status(grpc_context, status)
+                    raise RpcFailed(status.message) from exc
+                log.info("%s: replica went away before any message; retrying on another (%s)", rpc.name, exc)
 
     async def _fan_out(self, rpc: Rpc, request: Any, metadata: Metadata) -> Reply:
         """ListModels: every model deployment answers for its model; merged by name. A model

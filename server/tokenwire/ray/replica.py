@@ -16,6 +16,7 @@ What comes back to the ingress is plain data (`wire.Reply`, `wire.StreamItem`), 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
@@ -34,7 +35,7 @@ from ..services.models import ModelsServicer
 from ..services.multimodal import MultimodalServicer
 from ..services.understanding import UnderstandingServicer
 from ..v1 import generation_pb2_grpc, models_pb2_grpc, multimodal_pb2_grpc, understanding_pb2_grpc
-from .wire import OK, Metadata, ModelDescription, Reply, Status, StreamItem
+from .wire import OK, REPLICA_KEY, Metadata, ModelDescription, Reply, Status, StreamItem
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,71 @@ class _Recorder:
             self.handlers[f"/{service}/{name}"] = handler
 
 
+STREAM_FLUSH_S = 0.01
+"""How long a stream's item waits for more of its messages (after its first item, which goes at
+once). Each item is a Ray object through ingress and proxy, whose cost per item is fixed: merged
+deltas are what lets the hop keep up with the decode loop (docs/ray.md, overhead)."""
+
+
+async def _pump(messages: AsyncIterator[Any], queued: list[Any], ready: asyncio.Event) -> None:
+    """The handler's messages, into `queued`; `ready` set on each and at the end."""
+    try:
+        async with aclosing(messages) as it:  # type: ignore[type-var]
+            async for message in it:
+                queued.append(message)
+                ready.set()
+    finally:
+        ready.set()
+
+
+def _has_usage(message: Any) -> bool:
+    return "usage" in message.DESCRIPTOR.fields_by_name and bool(message.HasField("usage"))
+
+
+def _mergeable(a: Any, b: Any) -> bool:
+    """Consecutive deltas of one sequence, the first not its sequence's (or the stream's) last."""
+    return (
+        a.DESCRIPTOR.full_name == _DELTA
+        and b.DESCRIPTOR.full_name == _DELTA
+        and a.index == b.index
+        and not a.finish_reason
+        and not a.HasField("usage")
+        and not b.HasField("usage")
+    )
+
+
+_DELTA = "tokenwire.v1.GenerateStreamResponse"
+
+
+def merge_deltas(messages: list[Any]) -> list[Any]:
+    """`messages` with consecutive deltas of a sequence merged into one GenerateStreamResponse:
+    text concatenated, token ids and logprobs appended, the last delta's final fields (finish
+    reason, matched stop, cumulative logprob, score) kept, the first's `model` and `seed`. The
+    client reads the same sequence: the protocol allows any number of tokens per message."""
+    out: list[Any] = []
+    for message in messages:
+        if out and _mergeable(out[-1], message):
+            text = out[-1].text + message.text
+            out[-1].MergeFrom(message)
+            out[-1].text = text
+        else:
+            out.append(message)
+    return out
+
+
 async def _noop() -> None:
     return None
+
+
+def _replica_name() -> str:
+    """This Serve replica's actor name (`SERVE_REPLICA::app#deployment#id`, namespace "serve");
+    empty outside Serve."""
+    try:
+        from ray import serve
+
+        return str(serve.get_replica_context().replica_id.to_full_id_str())
+    except Exception:  # not in a replica (unit use)
+        return ""
 
 
 class ModelReplica:
@@ -98,6 +162,7 @@ class ModelReplica:
 
     async def __init__(self, spec: ModelSpec, core_threads: int | None, image_limits: ImageLimits) -> None:  # type: ignore[misc]  # Serve awaits async constructors
         self.spec = spec
+        self.replica_name = _replica_name()
         self.registry = ModelRegistry((spec,))
         self.engines = Engines(core_threads=core_threads)
         self.understanding = UnderstandingServicer(self.registry)
@@ -133,29 +198,47 @@ class ModelReplica:
         try:
             response = await behavior(request, context)
         except Aborted as failed:
-            return Reply(None, failed.status)
-        return Reply(response, Status(OK, "", context.trailers))
+            return Reply(None, self._named(failed.status))
+        return Reply(response, self._named(Status(OK, "", context.trailers)))
+
+    def _named(self, status: Status) -> Status:
+        """`status` with the trailer naming this replica."""
+        return Status(status.code, status.message, (*status.trailers, (REPLICA_KEY, self.replica_name)))
 
     async def call_stream(self, path: str, request: Any, metadata: Metadata) -> AsyncIterator[StreamItem]:
-        """A server-streaming RPC. Messages go out as they come, except the one carrying `usage`
-        (by the protocol, the last one): it waits for the end of the call and its trailers."""
+        """A server-streaming RPC. The handler runs in a task of its own; what it produced while
+        the previous item was going out leaves as one item, consecutive deltas of a sequence
+        merged (`merge_deltas`). After the first item, an item waits `STREAM_FLUSH_S` for more.
+        The message carrying `usage` (by the protocol, the last one) waits for the end of the
+        call and its trailers."""
         behavior: Callable[[Any, ReplicaContext], AsyncIterator[Any]] = self._handlers[path].unary_stream
         context = ReplicaContext(metadata)
+        queued: list[Any] = []
+        ready = asyncio.Event()
+        pump = asyncio.ensure_future(_pump(behavior(request, context), queued, ready))
         last = None
+        first = True
         try:
-            async with aclosing(behavior(request, context)) as messages:  # type: ignore[type-var]
-                async for message in messages:
-                    if last is not None:
-                        yield StreamItem(last)
-                        last = None
-                    if "usage" in message.DESCRIPTOR.fields_by_name and message.HasField("usage"):
-                        last = message
-                    else:
-                        yield StreamItem(message)
+            while True:
+                await ready.wait()
+                if not first and not pump.done():
+                    await asyncio.sleep(STREAM_FLUSH_S)
+                ready.clear()
+                batch = merge_deltas([*((last,) if last is not None else ()), *queued])
+                queued.clear()
+                last = batch.pop() if batch and _has_usage(batch[-1]) else None
+                if batch:
+                    first = False
+                    yield StreamItem(tuple(batch))
+                if pump.done() and not queued:
+                    break
+            pump.result()
         except Aborted as failed:
-            yield StreamItem(last, failed.status)
+            yield StreamItem((last,) if last is not None else (), self._named(failed.status))
             return
-        yield StreamItem(last, Status(OK, "", context.trailers))
+        finally:
+            pump.cancel()
+        yield StreamItem((last,) if last is not None else (), self._named(Status(OK, "", context.trailers)))
 
     def close(self) -> None:
         self.engines.close()

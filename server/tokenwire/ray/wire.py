@@ -14,6 +14,8 @@ import grpc
 Metadata = tuple[tuple[str, str | bytes], ...]
 OK = grpc.StatusCode.OK.value[0]
 CODES: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
+REPLICA_KEY = "ray-replica"
+"""Trailer naming the Serve replica that ran the call (its actor name, in namespace "serve")."""
 
 
 @dataclass(frozen=True)
@@ -36,10 +38,12 @@ class Reply:
 
 @dataclass(frozen=True)
 class StreamItem:
-    """One item of a streamed call: a message, the end of the call, or both (the last message
-    travels with the end, so the ingress can hand the trailers to Serve's proxy with it)."""
+    """One item of a streamed call: the messages that were ready together (deltas of one
+    sequence already merged), the end of the call, or both (the last message travels with the
+    end, so the ingress can hand the trailers to Serve's proxy with it). One item is one Ray
+    object: the fewer, the cheaper the hop."""
 
-    message: Any = None
+    messages: tuple[Any, ...] = ()
     end: Status | None = None
 
 
