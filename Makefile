@@ -100,6 +100,9 @@ $(GHZ_STAMP):
 	GOBIN=$(TOOLS_BIN) $(GO) install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
 	touch $@
 
+# tests/ray runs ghz through the Ray proxy, so the Python suite needs the binary too.
+test-py: $(GHZ_STAMP)
+
 $(NODE_STAMP): clients/node/package.json clients/node/package-lock.json
 	cd clients/node && $(NPM) ci --no-audit --no-fund
 	touch $@
