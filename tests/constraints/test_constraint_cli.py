@@ -42,8 +42,9 @@ def test_choice_and_regex(capsys: pytest.CaptureFixture[str], demo_server: Any) 
     assert code == 0 and out.strip() in ("yes", "no")
     code, out, _ = _run(capsys, demo_server, "generate", "--json", "--model", "tiny-llama", "--regex", "[0-9]{3}", "N:")
     (sequence,) = _sequences(out)
-    if sequence["finishReason"] == "FINISH_REASON_EOS_TOKEN":
-        assert re.fullmatch("[0-9]{3}", sequence["text"])
+    # Three digits, then the grammar allows only EOS: well within the default max_new_tokens.
+    assert sequence["finishReason"] == "FINISH_REASON_EOS_TOKEN"
+    assert re.fullmatch("[0-9]{3}", sequence["text"])
 
 
 def test_grammar_from_stdin_and_streaming(

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from ..errors import InvalidArgument
 
-KINDS = ("json_schema", "json_object", "regex", "grammar", "choices")
 MAX_SOURCE_BYTES = 256 * 1024
 MAX_CHOICES = 1024
 

@@ -77,6 +77,7 @@ class BatchState:
         self._tokenizer = tokenizer
         self.members: list[Member] = []
         self._layout: list[tuple[int, int]] = []
+        self.constrained = False
         """(first row, rows) of each member, as laid out now (a beam group's row count changes
         during its first step, before the batch is rearranged)."""
         self.next_tokens: list[int] = []
@@ -155,7 +156,12 @@ class BatchState:
 
     def _set_members(self, members: list[Member]) -> None:
         self.members = members
-        self._layout = [(first, m.rows) for first, m in spans(members)]
+        self._layout = []
+        self.constrained = False
+        """Whether any member decodes under a constraint (then each step fills bitmasks)."""
+        for first, m in spans(members):  # one pass: this runs every step
+            self._layout.append((first, m.rows))
+            self.constrained = self.constrained or m.request.params.constraint is not None
 
     def remove(self, leaving: Callable[[Member], bool]) -> list[Member]:
         """Drop the members `leaving` selects (their rows and sampler rows); returns them."""

@@ -75,10 +75,8 @@ class MaskFiller:
         flags[[i for i, _ in rows]] = True
         return mask, flags
 
-    def start(self, members: Sequence[Member]) -> concurrent.futures.Future[StepMasks] | None:
-        """Begin filling for `members` (None when none is constrained)."""
-        if not constrained(members):
-            return None
+    def start(self, members: Sequence[Member]) -> concurrent.futures.Future[StepMasks]:
+        """Begin filling for `members` (call it only when one of them is constrained)."""
         return self._pool.submit(self.fill, list(members))
 
     def close(self) -> None:

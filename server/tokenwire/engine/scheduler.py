@@ -233,7 +233,8 @@ class Scheduler:
     def _decode(self) -> None:
         self._metrics.batch_rows.observe(self.state.rows)
         started = time.perf_counter()
-        pending = self._masks.start(self.state.members)  # constrained rows: filled during the forward
+        # Constrained rows' bitmasks are filled during the forward (BatchState tracks whether any).
+        pending = self._masks.start(self.state.members) if self.state.constrained else None
         try:
             logits = self.state.decode()
         finally:
